@@ -1,0 +1,51 @@
+# Tenbin — one entry point for every job. The two commands a new user needs: `make demo`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TENBIN := $(VENV)/bin/tenbin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv testbed demo test test-unit test-testbed lint verify crds bench-core bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)  ## create .venv with tenbin and its dev tools
+
+testbed:  ## build and cache kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok (once)
+	bash testbed/build.sh
+
+demo: $(STAMP) testbed  ## the main job: where the examples go and why, then the live fleet's GPU inventory
+	$(PY) -m tenbin.demo
+
+test: $(STAMP) testbed lint verify  ## the whole suite: lint, generated files in sync, unit, property, real control planes
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP)  ## only the tests that need no control plane
+	$(PY) -m pytest -q -m "not testbed"
+
+lint: $(STAMP)  ## ruff, mypy, import-linter (pure layers stay pure)
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+crds: $(STAMP)  ## regenerate crds/ from the pydantic models
+	$(TENBIN) crds --out crds
+
+verify: $(STAMP)  ## fail when crds/ differs from what the models generate
+	$(TENBIN) crds --out crds --check
+
+bench-core: $(STAMP)  ## scheduling-core microbenchmarks -> bench/results.json
+	$(PY) bench/bench_core.py
+
+bench: bench-core  ## every benchmark (not part of `make test`)
+
+clean:  ## remove the venv and caches (the testbed binary cache in ~/.cache/tenbin stays)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,5 @@
+import sys
+
+from tenbin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+"""The `tenbin` command: one console script, one sub-command per job.
+
+Sub-commands import their implementation lazily so that `tenbin simulate` never pays for the
+Kubernetes client and `tenbin dev` never pays for numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tenbin import __version__
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from tenbin.simulate import simulate_command
+
+    return simulate_command(args.file, args.output)
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from tenbin.api.crdgen import crds_command
+
+    return crds_command(Path(args.out), check=args.check)
+
+
+def _cmd_dev_up(args: argparse.Namespace) -> int:
+    from tenbin.testbed.cli import dev_up
+
+    return dev_up(args.file, args.state_dir, hub_only=args.hub_only)
+
+
+def _cmd_dev_down(args: argparse.Namespace) -> int:
+    from tenbin.testbed.cli import dev_down
+
+    return dev_down(args.state_dir)
+
+
+def _cmd_dev_status(args: argparse.Namespace) -> int:
+    from tenbin.testbed.cli import dev_status
+
+    return dev_status(args.state_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenbin",
+        description="Tenbin (天秤): place GPU work across a hybrid fleet by availability, residency and price.",
+    )
+    parser.add_argument("--version", action="version", version=f"tenbin {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser("simulate", help="where would these workloads go, at what price (no cluster needed)")
+    sim.add_argument("-f", "--file", action="append", required=True, metavar="PATH",
+                     help="YAML file (multi-document) or directory of *.yaml/*.yml; repeatable")
+    sim.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    sim.set_defaults(func=_cmd_simulate)
+
+    crds = sub.add_parser("crds", help="generate the CRD YAML from the API models")
+    crds.add_argument("--out", default="crds", help="directory to write (default: crds)")
+    crds.add_argument("--check", action="store_true", help="fail if the files on disk differ from the models")
+    crds.set_defaults(func=_cmd_crds)
+
+    dev = sub.add_parser("dev", help="a local hybrid fleet on real Kubernetes control planes")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
+    up = dev_sub.add_parser("up", help="start a hub and one member control plane per GPUCluster")
+    up.add_argument("-f", "--file", action="append", metavar="FLEET_PATH",
+                    help="GPUCluster YAML file or directory (default: examples/fleet)")
+    up.add_argument("--state-dir", metavar="DIR", help="where kubeconfigs, logs and PIDs live")
+    up.add_argument("--hub-only", action="store_true", help="start only the hub control plane")
+    up.set_defaults(func=_cmd_dev_up)
+    down = dev_sub.add_parser("down", help="stop every process 'dev up' started and remove its state")
+    down.add_argument("--state-dir", metavar="DIR")
+    down.set_defaults(func=_cmd_dev_down)
+    status = dev_sub.add_parser("status", help="show the running fleet")
+    status.add_argument("--state-dir", metavar="DIR")
+    status.set_defaults(func=_cmd_dev_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("tenbin: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
