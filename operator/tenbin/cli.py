@@ -43,6 +43,12 @@ def _cmd_dev_status(args: argparse.Namespace) -> int:
     return dev_status(args.state_dir)
 
 
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from tenbin.agent.main import agent_command
+
+    return agent_command(list(args.args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tenbin",
@@ -76,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = dev_sub.add_parser("status", help="show the running fleet")
     status.add_argument("--state-dir", metavar="DIR")
     status.set_defaults(func=_cmd_dev_status)
+    agent = sub.add_parser("agent", add_help=False,
+                           help="the NVML node agent (a DaemonSet on member clusters); 'tenbin agent --help'")
+    agent.add_argument("args", nargs=argparse.REMAINDER)
+    agent.set_defaults(func=_cmd_agent)
     return parser
 
 
