@@ -1,0 +1,258 @@
+"""AIWorkload: a GPU workload to place on exactly one member cluster (namespaced, short name `aiw`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
+
+from tenbin.api.common import (
+    MAX_GPUS_PER_REPLICA,
+    MAX_HISTORY,
+    MAX_JURISDICTIONS,
+    MAX_LABELS,
+    MAX_MODELS,
+    MAX_REPLICAS,
+    SET,
+    ApiModel,
+    Conditions,
+    Currency,
+    DataClassification,
+    Jurisdiction,
+    LabelSelector,
+    Message,
+    NoDuplicates,
+    ObjectMeta,
+    Price,
+    StrictInt,
+    Text,
+    Tier,
+    Timestamp,
+    Token,
+    Weights,
+)
+
+
+class MigrationPolicy(StrEnum):
+    NEVER = "Never"
+    """Stay where placed."""
+    ON_FAILURE = "OnFailure"
+    """Move when the cluster fails or the workload cannot run there."""
+    COST_AWARE = "CostAware"
+    """Also move when another feasible cluster is cheaper by at least minSavingsPercent."""
+
+
+class WorkloadPhase(StrEnum):
+    PENDING = "Pending"
+    SCHEDULED = "Scheduled"
+    RUNNING = "Running"
+    MIGRATING = "Migrating"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNSCHEDULABLE = "Unschedulable"
+
+
+class MigrationPhase(StrEnum):
+    """Migration as data (like Karmada's GracefulEvictionTask): start the target, then stop the source."""
+
+    PENDING = "Pending"
+    """Decided, nothing applied yet."""
+    STARTING_TARGET = "StartingTarget"
+    """The template is applied on the target cluster; waiting for it to run."""
+    STOPPING_SOURCE = "StoppingSource"
+    """The target runs; removing the workload from the source cluster."""
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    """The deadline passed or the target failed; the source keeps running."""
+
+
+class GPURequest(ApiModel):
+    """GPUs per replica."""
+
+    count: Annotated[StrictInt, Field(ge=1, le=MAX_GPUS_PER_REPLICA)]
+    """GPUs per replica (>= 1)."""
+    models: Annotated[
+        list[Token], Field(default_factory=list, max_length=MAX_MODELS, json_schema_extra=SET), NoDuplicates
+    ]
+    """Acceptable GPU models; empty = any."""
+    min_memory_gib: Annotated[StrictInt, Field(ge=1, le=4096)] | None = Field(
+        default=None, alias="minMemoryGiB"
+    )
+    """Minimum memory of one GPU in GiB."""
+
+
+class Residency(ApiModel):
+    """Where the workload's data may go."""
+
+    data_classification: DataClassification = DataClassification.INTERNAL
+    """Public | Internal | Confidential | Restricted; selects a classification rule of the policy."""
+    jurisdictions: Annotated[
+        list[Jurisdiction],
+        Field(default_factory=list, max_length=MAX_JURISDICTIONS, json_schema_extra=SET),
+        NoDuplicates,
+    ]
+    """The cluster's jurisdiction must be one of these; empty = any."""
+    tiers: Annotated[list[Tier], Field(default_factory=list, max_length=3, json_schema_extra=SET), NoDuplicates]
+    """Allowed tiers; empty = any."""
+    required_labels: Annotated[
+        list[Token], Field(default_factory=list, max_length=MAX_LABELS, json_schema_extra=SET), NoDuplicates
+    ]
+    """Every one must be in the cluster's residencyLabels."""
+
+
+class Budget(ApiModel):
+    """The most the workload may pay per GPU-hour (compared in the policy's base currency)."""
+
+    max_price_per_gpu_hour: Annotated[Price, Field(alias="maxPricePerGPUHour")]
+    currency: Currency
+    """ISO 4217 code of maxPricePerGPUHour; needs an exchange rate unless it is the base currency."""
+
+
+class Placement(ApiModel):
+    """How to choose among feasible clusters."""
+
+    cluster_selector: LabelSelector | None = None
+    """Only GPUClusters whose metadata.labels match."""
+    weights: Weights | None = None
+    """When given, REPLACES the policy's weights; plugins left out weigh 0."""
+
+
+class Migration(ApiModel):
+    """When the operator may move the workload to another cluster."""
+
+    policy: MigrationPolicy = MigrationPolicy.ON_FAILURE
+    min_savings_percent: Annotated[StrictInt, Field(ge=0, le=100)] = 20
+    """CostAware: move only when the price drops by at least this much."""
+    cooldown_seconds: Annotated[StrictInt, Field(ge=0, le=7 * 24 * 3600)] = 1800
+    """Minimum time between two migrations."""
+
+
+Template = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "The object created in the chosen cluster, in the workload's namespace "
+            "(e.g. a batch/v1 Job).",
+            "x-kubernetes-embedded-resource": True,
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+    ),
+]
+
+
+class AIWorkloadSpec(ApiModel):
+    """A GPU workload and the rules for where it may run."""
+
+    gpu: GPURequest
+    replicas: Annotated[StrictInt, Field(ge=1, le=MAX_REPLICAS)] = 1
+    """Gang: replicas x gpu.count must fit in ONE cluster and ONE model."""
+    residency: Residency = Field(default_factory=lambda: Residency.model_validate({}))
+    budget: Budget | None = None
+    placement: Placement = Field(default_factory=lambda: Placement())
+    migration: Migration = Field(default_factory=lambda: Migration())
+    template: Template
+
+    @field_validator("template")
+    @classmethod
+    def _embedded_resource(cls, template: dict[str, Any]) -> dict[str, Any]:
+        # What the apiserver checks for an x-kubernetes-embedded-resource object.
+        for key in ("apiVersion", "kind"):
+            if not isinstance(template.get(key), str) or not template[key]:
+                raise ValueError(f"{key} is required in the embedded template")
+        if "metadata" in template and not isinstance(template["metadata"], dict):
+            raise ValueError("metadata must be an object")
+        return template
+
+    @property
+    def total_gpus(self) -> int:
+        return self.replicas * self.gpu.count
+
+
+class PlacementStatus(ApiModel):
+    """Where the workload runs (or is going)."""
+
+    cluster: Text
+    tier: Tier | None = None
+    jurisdiction: Jurisdiction | None = None
+    gpu_model: Token | None = None
+    price_per_gpu_hour: Annotated[Price | None, Field(alias="pricePerGPUHour")] = None
+    """Price of one GPU-hour in `currency` (the policy's base currency)."""
+    currency: Currency | None = None
+    score: Annotated[float, Field(ge=0, le=100)] | None = None
+    gpus: Annotated[StrictInt, Field(ge=0)] | None = None
+    """Total GPUs held: replicas x gpu.count."""
+
+
+class HistoryEntry(ApiModel):
+    """One placement event, newest last; the list keeps the last few."""
+
+    time: Timestamp
+    event: Annotated[str, Field(max_length=64)]
+    """Scheduled | Migrated | Evicted | Failed | ..."""
+    cluster: Text | None = None
+    gpu_model: Token | None = None
+    price_per_gpu_hour: Annotated[Price | None, Field(alias="pricePerGPUHour")] = None
+    currency: Currency | None = None
+    message: Message | None = None
+
+
+class MigrationStatus(ApiModel):
+    """A migration in progress (or the last one)."""
+
+    from_: Annotated[Text, Field(alias="from")]
+    to: Text
+    reason: Message
+    phase: MigrationPhase
+    started_at: Timestamp
+    deadline: Timestamp | None = None
+
+
+class AIWorkloadStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    phase: WorkloadPhase | None = None
+    placement: PlacementStatus | None = None
+    message: Message | None = None
+    """Why: the diagnosis when unschedulable, the score breakdown when placed."""
+    observed_generation: Annotated[StrictInt, Field(ge=0)] | None = None
+    conditions: Conditions
+    history: Annotated[list[HistoryEntry], Field(default_factory=list, max_length=MAX_HISTORY)]
+    migration: MigrationStatus | None = None
+
+
+class AIWorkload(ApiModel):
+    """A GPU workload to place on exactly one member cluster, within residency rules and a budget."""
+
+    model_config = ConfigDict(title="AIWorkload")
+
+    api_version: Literal["tenbin.io/v1alpha1"] = Field(default="tenbin.io/v1alpha1", alias="apiVersion")
+    kind: Literal["AIWorkload"] = "AIWorkload"
+    metadata: ObjectMeta
+    spec: AIWorkloadSpec
+    status: AIWorkloadStatus | None = None
+
+    @property
+    def key(self) -> str:
+        """NAMESPACE/NAME (namespace `default` when unset)."""
+        return f"{self.metadata.namespace or 'default'}/{self.metadata.name}"
+
+
+__all__ = [
+    "AIWorkload",
+    "AIWorkloadSpec",
+    "AIWorkloadStatus",
+    "Budget",
+    "GPURequest",
+    "HistoryEntry",
+    "Migration",
+    "MigrationPhase",
+    "MigrationPolicy",
+    "MigrationStatus",
+    "Placement",
+    "PlacementStatus",
+    "Residency",
+    "Text",
+    "WorkloadPhase",
+]

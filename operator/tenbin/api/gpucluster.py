@@ -1,0 +1,170 @@
+"""GPUCluster: a member cluster that can run GPU work (cluster-scoped, short name `gpuc`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
+
+from tenbin.api.common import (
+    MAX_GPUS,
+    MAX_LABELS,
+    MAX_MODELS,
+    SET,
+    ApiModel,
+    Conditions,
+    Currency,
+    Jurisdiction,
+    Message,
+    Name,
+    NoDuplicates,
+    ObjectMeta,
+    Price,
+    StrictBool,
+    StrictInt,
+    Text,
+    Tier,
+    Timestamp,
+    Token,
+    cel,
+    list_map,
+    unique_by,
+)
+
+GpuCount = Annotated[StrictInt, Field(ge=0, le=MAX_GPUS)]
+
+
+class ClusterPhase(StrEnum):
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    UNKNOWN = "Unknown"
+
+
+class GPUOffering(ApiModel):
+    """One GPU model the cluster offers, with its static capacity and its price."""
+
+    model: Token
+    """Canonical model name, compared exactly (e.g. H100-80GB)."""
+    count: GpuCount
+    """Installed GPUs of this model (static capacity; live inventory in status.gpus wins)."""
+    memory_gib: Annotated[StrictInt, Field(ge=1, le=4096, alias="memoryGiB")]
+    """Memory of one GPU in GiB."""
+    price_per_gpu_hour: Annotated[Price, Field(alias="pricePerGPUHour")]
+    """Price of one GPU for one hour, in `currency`."""
+    currency: Currency
+    """ISO 4217 code of the price."""
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret on the hub."""
+
+    namespace: Name
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "kubeconfig"
+
+
+_CONNECTION_RULE = cel(
+    "has(self.kubeconfigSecretRef) != (has(self.inCluster) && self.inCluster)",
+    "set exactly one of kubeconfigSecretRef or inCluster: true",
+)
+
+
+class ClusterConnection(ApiModel):
+    """How the operator reaches the member cluster: exactly one of the fields."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_CONNECTION_RULE]})
+
+    kubeconfig_secret_ref: SecretKeyRef | None = None
+    """A Secret on the hub holding a kubeconfig for the member."""
+    in_cluster: StrictBool | None = None
+    """The member is the hub itself (use the operator's own credentials)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ClusterConnection:
+        if (self.kubeconfig_secret_ref is not None) == bool(self.in_cluster):
+            raise ValueError(_CONNECTION_RULE["message"])
+        return self
+
+
+class GPUClusterSpec(ApiModel):
+    """What a member cluster is, where it is, what it offers and at what price."""
+
+    tier: Tier
+    """OnPrem | SovereignCloud | Hyperscaler."""
+    provider: Text | None = None
+    """Free text: onprem, sakura, kddi, highreso, aws, gcp, azure, ..."""
+    region: Text | None = None
+    jurisdiction: Jurisdiction
+    """Legal jurisdiction of the data centre, ISO 3166-1 alpha-2 upper case (JP, US, ...)."""
+    residency_labels: Annotated[
+        list[Token],
+        Field(default_factory=list, max_length=MAX_LABELS, json_schema_extra=SET),
+        NoDuplicates,
+    ]
+    """Attestations the cluster holds (e.g. ismap, jp-domestic-operator, on-premises)."""
+    gpus: Annotated[
+        list[GPUOffering],
+        Field(min_length=1, max_length=MAX_MODELS, json_schema_extra=list_map("model")),
+        AfterValidator(lambda v: unique_by(v, "model")),
+    ]
+    """GPU models on offer, one entry per model."""
+    cordoned: StrictBool = False
+    """True: keep running work, accept no new placements."""
+    connection: ClusterConnection | None = None
+    """How the operator reaches the cluster; without it the cluster can only be simulated."""
+
+
+class GPUInventory(ApiModel):
+    """Live inventory of one GPU model, as observed on the member cluster."""
+
+    model: Token
+    capacity: GpuCount
+    allocatable: GpuCount
+    allocated: GpuCount
+    free: GpuCount
+
+
+class GPUClusterStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    phase: ClusterPhase | None = None
+    gpus: Annotated[
+        list[GPUInventory] | None,
+        Field(default=None, max_length=MAX_MODELS, json_schema_extra=list_map("model")),
+    ]
+    """Live inventory; when present, `free` here wins over spec.gpus[].count."""
+    free_gpus: Annotated[StrictInt, Field(ge=0)] | None = Field(default=None, alias="freeGPUs")
+    """Sum of gpus[].free (for `kubectl get gpuc`)."""
+    last_sync_time: Timestamp | None = None
+    message: Message | None = None
+    observed_generation: Annotated[StrictInt, Field(ge=0)] | None = None
+    conditions: Conditions
+
+
+class GPUCluster(ApiModel):
+    """A member cluster that can run GPU work: where it is, what it offers, at what price."""
+
+    model_config = ConfigDict(title="GPUCluster")
+
+    api_version: Literal["tenbin.io/v1alpha1"] = Field(default="tenbin.io/v1alpha1", alias="apiVersion")
+    kind: Literal["GPUCluster"] = "GPUCluster"
+    metadata: ObjectMeta
+    spec: GPUClusterSpec
+    status: GPUClusterStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+__all__ = [
+    "ClusterConnection",
+    "ClusterPhase",
+    "GPUCluster",
+    "GPUClusterSpec",
+    "GPUClusterStatus",
+    "GPUInventory",
+    "GPUOffering",
+    "SecretKeyRef",
+]
