@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tenbin.api.common import (
     MAX_GPUS_PER_REPLICA,
@@ -128,18 +128,35 @@ class Migration(ApiModel):
     """Minimum time between two migrations."""
 
 
-Template = Annotated[
-    dict[str, Any],
-    WithJsonSchema(
-        {
-            "type": "object",
-            "description": "The object created in the chosen cluster, in the workload's namespace "
-            "(e.g. a batch/v1 Job).",
-            "x-kubernetes-embedded-resource": True,
-            "x-kubernetes-preserve-unknown-fields": True,
-        }
-    ),
-]
+class EmbeddedResource(BaseModel):
+    """A whole Kubernetes object kept as is, apart from what the apiserver checks of an embedded resource."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        json_schema_extra=lambda schema, _cls: _embedded_schema(schema),
+    )
+
+    api_version: Annotated[str, StringConstraints(min_length=1)] = Field(alias="apiVersion")
+    kind: Annotated[str, StringConstraints(min_length=1)]
+    metadata: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The object as plain data (extra fields included), ready to apply."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def _embedded_schema(schema: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update({
+        "type": "object",
+        "description": "The object created in the chosen cluster, in the workload's namespace (e.g. a batch/v1 "
+        "Job).",
+        "x-kubernetes-embedded-resource": True,
+        "x-kubernetes-preserve-unknown-fields": True,
+    })
 
 
 class AIWorkloadSpec(ApiModel):
@@ -152,18 +169,8 @@ class AIWorkloadSpec(ApiModel):
     budget: Budget | None = None
     placement: Placement = Field(default_factory=lambda: Placement())
     migration: Migration = Field(default_factory=lambda: Migration())
-    template: Template
-
-    @field_validator("template")
-    @classmethod
-    def _embedded_resource(cls, template: dict[str, Any]) -> dict[str, Any]:
-        # What the apiserver checks for an x-kubernetes-embedded-resource object.
-        for key in ("apiVersion", "kind"):
-            if not isinstance(template.get(key), str) or not template[key]:
-                raise ValueError(f"{key} is required in the embedded template")
-        if "metadata" in template and not isinstance(template["metadata"], dict):
-            raise ValueError("metadata must be an object")
-        return template
+    template: EmbeddedResource
+    """The object created in the chosen cluster, in the workload's namespace (e.g. a batch/v1 Job)."""
 
     @property
     def total_gpus(self) -> int:
@@ -241,6 +248,7 @@ class AIWorkload(ApiModel):
 
 __all__ = [
     "AIWorkload",
+    "EmbeddedResource",
     "AIWorkloadSpec",
     "AIWorkloadStatus",
     "Budget",

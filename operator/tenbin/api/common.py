@@ -200,7 +200,8 @@ class LabelSelectorOperator(StrEnum):
 
 
 _SELECTOR_RULE = cel(
-    "self.operator in ['In', 'NotIn'] ? size(self.values) > 0 : size(self.values) == 0",
+    "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
+    " : (!has(self.values) || size(self.values) == 0)",
     "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
     field_path=".values",
 )
