@@ -1,0 +1,159 @@
+"""`tenbin simulate` as a user runs it: a subprocess, exit codes, JSON shape, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helpers import DELETE, EXAMPLE_DIRS, EXAMPLES, ROOT, cluster_doc, policy_doc, with_change, workload_doc
+from tenbin.api import AIWorkload, parse_object
+from tenbin.scheduling import EffectivePolicy
+
+
+def simulate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tenbin", "simulate", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, check=False)
+
+
+def write(path: Path, *docs: dict[str, Any]) -> str:
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return str(path)
+
+
+def example_workloads() -> list[AIWorkload]:
+    out = []
+    for f in sorted((EXAMPLES / "workloads").glob("*.yaml")):
+        for d in yaml.safe_load_all(f.read_text()):
+            w = parse_object(d)
+            assert isinstance(w, AIWorkload)
+            out.append(w)
+    return out
+
+
+def test_examples_json_shape_and_order() -> None:
+    res = simulate(*[a for d in EXAMPLE_DIRS for a in ("-f", str(d))], "-o", "json")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    out = json.loads(res.stdout)  # exactly one JSON object
+    assert list(out) == ["placements"]
+    assert [p["workload"] for p in out["placements"]] == [w.key for w in example_workloads()]
+    for p in out["placements"]:
+        assert set(p) == {"workload", "cluster", "gpuModel", "pricePerGPUHour", "score", "reason"}
+        placed = p["cluster"] is not None
+        assert all((p[k] is not None) == placed for k in ("gpuModel", "pricePerGPUHour", "score"))
+        assert isinstance(p["reason"], str) and p["reason"] and "\n" not in p["reason"]
+        if placed:
+            assert 0 <= p["score"] <= 100
+
+
+def test_whole_examples_directory_table() -> None:
+    res = simulate("-f", "examples/")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "CLUSTER" in lines[0] and "JPY" in lines[0]
+    for w in example_workloads():
+        assert any(line.startswith(w.key + " ") for line in lines), w.key
+
+
+def test_sequential_capacity_prices_in_base_currency_and_unschedulable_exit_0(tmp_path: Path) -> None:
+    pol = policy_doc(rates={"USD": 150.0}, weights={"price": 1})
+    fleet = [cluster_doc("cheap-us", tier="Hyperscaler", jurisdiction="US", gpus=[("H100-80GB", 8, 2.0, "USD")]),
+             cluster_doc("dear-jp", gpus=[("H100-80GB", 8, 480, "JPY")])]
+    ws = [workload_doc(f"w{i}", "team", count=8) for i in range(3)]
+    f = write(tmp_path / "all.yaml", pol, *fleet, *ws)
+    res = simulate("-f", f, "-o", "json")
+    assert res.returncode == 0, res.stderr
+    p = json.loads(res.stdout)["placements"]
+    assert [x["cluster"] for x in p] == ["cheap-us", "dear-jp", None]
+    assert p[0]["pricePerGPUHour"] == pytest.approx(2.0 * 150.0)
+    assert p[1]["pricePerGPUHour"] == pytest.approx(480)
+    assert p[2]["reason"].startswith("0/2 clusters fit")
+
+
+def test_without_a_policy_the_builtin_defaults_apply(tmp_path: Path) -> None:
+    f = write(tmp_path / "x.yml", cluster_doc("c"), workload_doc("w", None))
+    res = simulate("-f", str(tmp_path), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    [p] = json.loads(res.stdout)["placements"]
+    assert p["workload"] == "default/w" and p["cluster"] == "c"
+    assert Path(f).suffix == ".yml"
+    assert EffectivePolicy().base_currency in simulate("-f", f).stdout.splitlines()[0]
+
+
+def _case(name: str, docs: list[dict[str, Any]] | str, obj: str, field: str) -> tuple[str, Any, str, str]:
+    return (name, docs, obj, field)
+
+
+CASES = [
+    _case("negative-count", [with_change(workload_doc("llm", "research"), "spec.gpu.count", -1)],
+          "AIWorkload research/llm", "spec.gpu.count"),
+    _case("unknown-tier", [with_change(cluster_doc("c1"), "spec.tier", "Edge")], "GPUCluster c1", "spec.tier"),
+    _case("lower-case-jurisdiction", [with_change(cluster_doc("c1"), "spec.jurisdiction", "jp")],
+          "GPUCluster c1", "spec.jurisdiction"),
+    _case("wrong-type", [with_change(workload_doc("w"), "spec.replicas", "two")], "AIWorkload default/w",
+          "spec.replicas"),
+    _case("missing-required", [with_change(cluster_doc("c1"), "spec.gpus", DELETE)], "GPUCluster c1", "spec.gpus"),
+    _case("unknown-enum", [workload_doc("w", classification="TopSecret")], "AIWorkload default/w",
+          "spec.residency.dataClassification"),
+    _case("unknown-kind", [{"apiVersion": "tenbin.io/v1alpha1", "kind": "GPUPool", "metadata": {"name": "p"}}],
+          "GPUPool p", "kind"),
+    _case("foreign-api", [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}],
+          "ConfigMap cm", "apiVersion"),
+    _case("currency-without-rate", [policy_doc(rates={"USD": 150.0}),
+                                     cluster_doc("eu", gpus=[("H100-80GB", 8, 3.0, "EUR")])],
+          "GPUCluster eu", "spec.gpus[0].currency"),
+    _case("budget-currency-without-rate", [cluster_doc("c1"), workload_doc("w", budget=(3, "GBP"))],
+          "AIWorkload default/w", "spec.budget.currency"),
+    _case("budget-without-currency", [with_change(workload_doc("w", budget=(1, "JPY")), "spec.budget",
+                                                  {"maxPricePerGPUHour": 1})],
+          "AIWorkload default/w", "spec.budget.currency"),
+    _case("out-of-range-weight", [workload_doc("w", weights={"price": -1})], "AIWorkload default/w",
+          "spec.placement.weights.price"),
+    _case("duplicate", [cluster_doc("c1"), cluster_doc("c1")], "GPUCluster c1", "metadata.name"),
+    _case("unknown-field", [with_change(cluster_doc("c1"), "spec.jurisdicton", "JP")], "GPUCluster c1",
+          "spec.jurisdicton"),
+]
+
+
+@pytest.mark.parametrize(("name", "docs", "obj", "field"), CASES, ids=[c[0] for c in CASES])
+def test_invalid_input_exits_2_with_one_line_naming_file_object_field(
+    tmp_path: Path, name: str, docs: list[dict[str, Any]], obj: str, field: str
+) -> None:
+    f = write(tmp_path / f"{name}.yaml", *docs)
+    res = simulate("-f", f)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert lines[0].startswith(f"{f}: {obj}: {field}: "), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [("a: [1, 2\n", "invalid YAML"), ("- just\n- a list\n", "expected a mapping"), (b"\xff\xfe", "not UTF-8")],
+    ids=["bad-yaml", "not-a-mapping", "not-utf8"],
+)
+def test_unreadable_documents(tmp_path: Path, content: str | bytes, fragment: str) -> None:
+    f = tmp_path / "bad.yaml"
+    if isinstance(content, bytes):
+        f.write_bytes(content)
+    else:
+        f.write_text(content)
+    res = simulate("-f", str(f), "-o", "json")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith(str(f)) and fragment in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_nonexistent_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    res = simulate("-f", "examples/fleet", "-f", str(missing))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"{missing}: no such file or directory"
