@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from sched_util import POLICY, run_filter
 
 from helpers import cluster, workload
-from sched_util import POLICY, run_filter
 from tenbin.scheduling import reasons as R
 from tenbin.scheduling.plugins import BudgetFilter
 

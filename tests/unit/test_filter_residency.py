@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sched_util import POLICY, run_filter
 
 from helpers import cluster, workload
-from sched_util import POLICY, run_filter
 from tenbin.api import DataClassification, Tier
 from tenbin.scheduling import EffectivePolicy
 from tenbin.scheduling import reasons as R

@@ -248,10 +248,10 @@ class AIWorkload(ApiModel):
 
 __all__ = [
     "AIWorkload",
-    "EmbeddedResource",
     "AIWorkloadSpec",
     "AIWorkloadStatus",
     "Budget",
+    "EmbeddedResource",
     "GPURequest",
     "HistoryEntry",
     "Migration",
