@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy, parse_object
+from tenbin.scheduling import EffectivePolicy, Scheduler, Snapshot, WorkloadRequest
+from tenbin.scheduling.framework import Cycle
+from tenbin.scheduling.reasons import Reason
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -238,3 +243,29 @@ def parse_all(docs: Iterable[Mapping[str, Any]]) -> list[Any]:
     return [parse_object(d) for d in docs]
 
 Check = Callable[[Any], bool]
+
+
+# ---- running one plugin of the core on a small fleet ------------------------------------------------
+
+POLICY = EffectivePolicy(rates={"JPY": 1.0, "USD": 150.0})
+
+
+def cycle(w: AIWorkload | WorkloadRequest, clusters: Sequence[GPUCluster],
+          policy: EffectivePolicy = POLICY) -> Cycle:
+    req = w if isinstance(w, WorkloadRequest) else WorkloadRequest.from_api(w)
+    snap = Snapshot(clusters)
+    return Scheduler(policy)._cycle(req, snap, snap.free)
+
+
+def run_filter(plugin: object, w: AIWorkload | WorkloadRequest, clusters: Sequence[GPUCluster],
+               policy: EffectivePolicy = POLICY) -> dict[tuple[str, str], tuple[Reason, ...]]:
+    """(cluster, model) -> reasons for every candidate; empty tuple = passes."""
+    cy = cycle(w, clusters, policy)
+    mask = plugin.filter(cy)  # type: ignore[attr-defined]
+    rows = np.flatnonzero(~mask)
+    groups, inverse = plugin.explain(cy, rows)  # type: ignore[attr-defined]
+    out = {(cy.snap.cluster_name(r), cy.snap.model_name(r)): () for r in range(cy.snap.n_rows)}
+    for r, g in zip(rows.tolist(), inverse.tolist(), strict=True):
+        out[(cy.snap.cluster_name(r), cy.snap.model_name(r))] = groups[g]
+        assert groups[g], "a rejected candidate must have at least one reason"
+    return out

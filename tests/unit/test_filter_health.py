@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from sched_util import run_filter
 
-from helpers import cluster, workload
+from helpers import cluster, run_filter, workload
 from tenbin.scheduling import reasons as R
 from tenbin.scheduling.plugins import HealthFilter
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sched_util import POLICY, run_filter
 
-from helpers import cluster, workload
+from helpers import POLICY, cluster, run_filter, workload
 from tenbin.api import DataClassification, Tier
 from tenbin.scheduling import EffectivePolicy
 from tenbin.scheduling import reasons as R

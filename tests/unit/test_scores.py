@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sched_util import cycle
 
-from helpers import cluster, workload
+from helpers import cluster, cycle, workload
 from tenbin.scheduling.plugins import AvailabilityScore, PriceScore
 
 
