@@ -223,9 +223,14 @@ class Diagnosis:
             if not len(rows):
                 continue
             groups, inverse = plugin.explain(self._cy, rows)
-            for g, reasons in enumerate(groups):
-                cl = set(np.unique(snap.cluster[rows[inverse == g]]).tolist())
-                for r in reasons:
+            # distinct (group, cluster) pairs in one sort, instead of one scan of `rows` per group
+            n_cl = max(self.total_clusters, 1)
+            pairs = np.unique(inverse * n_cl + snap.cluster[rows])
+            bounds = np.flatnonzero(np.diff(pairs // n_cl)) + 1
+            for chunk in np.split(pairs, bounds):
+                g = int(chunk[0] // n_cl)
+                cl = set((chunk % n_cl).tolist())
+                for r in groups[g]:
                     order.setdefault(r.category, len(order))
                     clusters_of.setdefault(r.category, set()).update(cl)
                     detail_clusters.setdefault((r.category, r.detail), set()).update(cl)
