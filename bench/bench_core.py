@@ -41,7 +41,7 @@ def synthetic_fleet(n: int, rng: random.Random) -> list[GPUCluster]:
     fleet = []
     for i in range(n):
         tier = rng.choice(list(Tier))
-        gpus = []
+        gpus: list[dict[str, Any]] = []
         for model, mem in rng.sample(MODELS, rng.randint(1, 3)):
             usd = rng.random() < 0.4
             gpus.append({"model": model, "count": rng.choice([8, 16, 32, 64]), "memoryGiB": mem,

@@ -264,7 +264,8 @@ def run_filter(plugin: object, w: AIWorkload | WorkloadRequest, clusters: Sequen
     mask = plugin.filter(cy)  # type: ignore[attr-defined]
     rows = np.flatnonzero(~mask)
     groups, inverse = plugin.explain(cy, rows)  # type: ignore[attr-defined]
-    out = {(cy.snap.cluster_name(r), cy.snap.model_name(r)): () for r in range(cy.snap.n_rows)}
+    out: dict[tuple[str, str], tuple[Reason, ...]] = {
+        (cy.snap.cluster_name(r), cy.snap.model_name(r)): () for r in range(cy.snap.n_rows)}
     for r, g in zip(rows.tolist(), inverse.tolist(), strict=True):
         out[(cy.snap.cluster_name(r), cy.snap.model_name(r))] = groups[g]
         assert groups[g], "a rejected candidate must have at least one reason"

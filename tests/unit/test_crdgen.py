@@ -28,7 +28,7 @@ def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
 
 
 def all_nodes() -> list[tuple[str, str, dict[str, Any]]]:
-    out = []
+    out: list[tuple[str, str, dict[str, Any]]] = []
     for crd in CRDS.values():
         root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         out.extend((crd["spec"]["names"]["kind"], p, n) for p, n in nodes(root))

@@ -138,3 +138,15 @@ def test_a_profile_without_a_filter_does_not_apply_it() -> None:
     assert not place(w, fleet, POL).scheduled
     no_residency = Profile.of(["health", "capacity"], ["price"])
     assert Scheduler(POL, profile=no_residency).place(w, Snapshot(fleet)).scheduled
+
+
+def test_placement_status_is_what_the_operator_writes() -> None:
+    d = place(workload(count=2, replicas=3), [cluster("us", tier="Hyperscaler", jurisdiction="US",
+                                                      gpus=[("H100-80GB", 8, 3.0, "USD")])], POL)
+    st = d.placement_status()
+    assert st is not None
+    dumped = st.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["cluster"] == "us" and dumped["gpuModel"] == "H100-80GB" and dumped["tier"] == "Hyperscaler"
+    assert dumped["pricePerGPUHour"] == pytest.approx(3.0 * POL.rates["USD"])
+    assert dumped["currency"] == POL.base_currency and dumped["gpus"] == 6
+    assert place(workload(count=99), [cluster()], POL).placement_status() is None

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from tenbin.api import Tier
+from tenbin.api import PlacementStatus, Tier
 from tenbin.scheduling.inputs import ClassificationRule, EffectivePolicy, WorkloadRequest
 from tenbin.scheduling.reasons import Reason
 from tenbin.scheduling.snapshot import BoolArray, FloatArray, IntArray, Snapshot
@@ -277,6 +277,17 @@ class Decision:
     @property
     def score(self) -> float | None:
         return None if self.chosen is None else self.chosen.score
+
+    def placement_status(self) -> PlacementStatus | None:
+        """The `status.placement` the operator writes for this decision (price in the base currency)."""
+        c = self.chosen
+        if c is None:
+            return None
+        return PlacementStatus(
+            cluster=c.cluster, tier=c.tier, jurisdiction=c.jurisdiction, gpu_model=c.model,
+            price_per_gpu_hour=round(c.price_base, 4), currency=self.base_currency,
+            score=round(c.score, 2), gpus=self.gpus,
+        )
 
     @property
     def reason(self) -> str:
