@@ -75,8 +75,16 @@ def grouped(keys: npt.ArrayLike, render: Callable[[npt.NDArray[Any]], tuple[Reas
         k = k[:, None]
     if len(k) == 0:
         return [], np.zeros(0, dtype=np.int64)
+    if len(k) <= _SMALL:  # a dict over tuples beats np.unique(axis=0)'s structured sort on small inputs
+        index: dict[tuple[Any, ...], int] = {}
+        inv = [index.setdefault(tuple(row), len(index)) for row in k.tolist()]
+        firsts = list(index)
+        return [render(np.asarray(u, dtype=k.dtype)) for u in firsts], np.asarray(inv, dtype=np.int64)
     uniq, inverse = np.unique(k, axis=0, return_inverse=True)
-    return [render(k) for k in uniq], inverse.reshape(-1).astype(np.int64)
+    return [render(u) for u in uniq], inverse.reshape(-1).astype(np.int64)
+
+
+_SMALL = 2048
 
 
 class PluginError(RuntimeError):
@@ -206,15 +214,15 @@ class Diagnosis:
         """(category, clusters, details) over clusters with no feasible candidate, most common first."""
         snap = self._cy.snap
         unfit_row = ~self._cluster_fits[snap.cluster] if snap.n_rows else np.zeros(0, np.bool_)
-        clusters_of: dict[str, set[int]] = {}
-        detail_clusters: dict[tuple[str, str], set[int]] = {}
-        order: dict[str, int] = {}
+        # category -> (clusters, detail -> clusters); dicts keep first-seen order for stable ties
+        per_cat: dict[str, tuple[set[int], dict[str, set[int]]]] = {}
         # "insufficient H200" is noise when only H100 was requested: model-specific reasons of a model
         # that was not asked for stay out of the summary (`reasons` still has everything).
         shadow = np.zeros(snap.n_rows, dtype=np.bool_)
         for plugin, mask in zip(self._filters, self._masks, strict=True):
             if getattr(plugin, "shadows_in_summary", False):
                 shadow |= ~mask
+        n_cl = max(self.total_clusters, 1)
         for plugin, mask in zip(self._filters, self._masks, strict=True):
             sel = ~mask & unfit_row
             if getattr(plugin, "model_specific", False):
@@ -224,21 +232,22 @@ class Diagnosis:
                 continue
             groups, inverse = plugin.explain(self._cy, rows)
             # distinct (group, cluster) pairs in one sort, instead of one scan of `rows` per group
-            n_cl = max(self.total_clusters, 1)
             pairs = np.unique(inverse * n_cl + snap.cluster[rows])
             bounds = np.flatnonzero(np.diff(pairs // n_cl)) + 1
             for chunk in np.split(pairs, bounds):
-                g = int(chunk[0] // n_cl)
                 cl = set((chunk % n_cl).tolist())
-                for r in groups[g]:
-                    order.setdefault(r.category, len(order))
-                    clusters_of.setdefault(r.category, set()).update(cl)
-                    detail_clusters.setdefault((r.category, r.detail), set()).update(cl)
+                for r in groups[int(chunk[0] // n_cl)]:
+                    entry = per_cat.get(r.category)
+                    if entry is None:
+                        entry = per_cat[r.category] = (set(), {})
+                    entry[0].update(cl)
+                    if r.detail:
+                        entry[1].setdefault(r.detail, set()).update(cl)
+        order = {cat: i for i, cat in enumerate(per_cat)}
         out = []
-        for cat, cl in clusters_of.items():
-            details = sorted(((d, len(c)) for (k, d), c in detail_clusters.items() if k == cat and d),
-                             key=lambda x: (-x[1], x[0]))
-            out.append((cat, len(cl), [d for d, _ in details]))
+        for cat, (cl, details) in per_cat.items():
+            ranked = sorted(details, key=lambda d: (-len(details[d]), d))
+            out.append((cat, len(cl), ranked))
         out.sort(key=lambda x: (-x[1], order[x[0]]))
         return out
 
