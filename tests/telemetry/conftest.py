@@ -6,57 +6,22 @@ the fixture's finalizer stops both, also when the test fails.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from fake_dcgm import Exporter
+from prom_server import Prom, stop_process
 
 from tenbin.testbed.fleet import free_port, wait_until
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 STARTUP_S = 60.0
-
-
-@dataclass
-class Prom:
-    url: str
-    exporter: Exporter
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def query(self, q: str) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": q}),
-                                    timeout=5) as r:
-            return list(json.load(r)["data"]["result"])
-
-    def await_query(self, what: str, q: str, pred: Any = bool, timeout: float = 30) -> None:
-        """Wait until Prometheus answers ``q`` with a result satisfying ``pred`` (i.e. it has scraped)."""
-        wait_until(what, lambda: pred(self.query(q)), timeout, abort=self._died)
-
-    def _died(self) -> str | None:
-        if self.proc.poll() is not None:
-            return f"prometheus exited with {self.proc.returncode}:\n{self.log.read_text()[-2000:]}"
-        return None
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 @pytest.fixture
@@ -89,5 +54,5 @@ def prom(tmp_path: Path) -> Iterator[Prom]:
         yield p
     finally:
         if proc is not None:
-            _stop(proc)
+            stop_process(proc)
         exporter.stop()

@@ -6,7 +6,8 @@ import json
 import time
 from typing import Any
 
-from conftest import Prom
+from prom_server import Prom
+
 from tenbin.gpumodels import product_label
 from tenbin.inventory.model import ClusterInventory, inventory_from_objects
 from tenbin.inventory.telemetry import PrometheusTelemetrySource, apply_telemetry, telemetry_condition
