@@ -25,18 +25,13 @@ done
 cache=${TENBIN_CACHE:-$HOME/.cache/tenbin}
 bindir="$cache/bin-k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}"
 stamp="$bindir/.complete"
-want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwok-stages.yaml)
+want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
 
 complete() {
   [[ -f "$stamp" ]] || return 1
   local b
   for b in "${want[@]}"; do [[ -s "$bindir/$b" ]] || return 1; done
 }
-if complete; then
-  echo "testbed: up to date in $bindir"
-  exit 0
-fi
-
 mkdir -p "$bindir"
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
 start=$(date +%s)
@@ -64,6 +59,7 @@ build() {  # build LABEL OUT PKG LDFLAGS  (inside the wrapper module)
   mv "$out.tmp" "$out"
 }
 
+if ! complete; then
 echo "testbed: downloading Go modules for Kubernetes ${KUBERNETES_VERSION} and etcd ${ETCD_VERSION} ..."
 (cd "$here/k8s" && go mod download) \
   || die "the Go module proxy did not serve the modules in testbed/k8s/go.mod (see above)"
@@ -86,11 +82,20 @@ if [[ ! -x "$bindir/kwok" ]]; then
   [[ -x "$bindir/kwok" ]] || die "building kwok from Go module sigs.k8s.io/kwok@${KWOK_VERSION} failed (see above)"
 fi
 
+"$bindir/kube-apiserver" --version | grep -q "${KUBERNETES_VERSION}" \
+  || die "kube-apiserver reports $("$bindir/kube-apiserver" --version), expected ${KUBERNETES_VERSION}"
+touch "$stamp"
+echo "testbed: built ${want[*]} in $(elapsed) -> $bindir"
+fi
+
 # kwok refuses to start without stages: use upstream's own default ones, as shipped in the module we built.
 kwokdir=$(go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [[ -d "$kwokdir" ]] || die "could not locate the source of Go module sigs.k8s.io/kwok@${KWOK_VERSION} for its stages"
+# Pods become Ready at once and are deleted at once (fast stages); Job pods complete after 1-5 s, or after
+# the delay in their annotation pod-complete.stage.kwok.x-k8s.io/delay (general stage), so that
+# "Running" is observable and tests can keep a Job running as long as they need.
 stages=(node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml
-        pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
+        pod/fast/pod-ready.yaml pod/general/pod-complete.yaml pod/fast/pod-delete.yaml)
 : > "$bindir/kwok-stages.yaml.tmp"
 for s in "${stages[@]}"; do
   [[ -f "$kwokdir/kustomize/stage/$s" ]] || die "module sigs.k8s.io/kwok@${KWOK_VERSION} has no stage kustomize/stage/$s"
@@ -98,7 +103,4 @@ for s in "${stages[@]}"; do
 done
 mv "$bindir/kwok-stages.yaml.tmp" "$bindir/kwok-stages.yaml"
 
-"$bindir/kube-apiserver" --version | grep -q "${KUBERNETES_VERSION}" \
-  || die "kube-apiserver reports $("$bindir/kube-apiserver" --version), expected ${KUBERNETES_VERSION}"
-touch "$stamp"
-echo "testbed: ready in $(elapsed): ${want[*]} -> $bindir"
+echo "testbed: up to date in $bindir"

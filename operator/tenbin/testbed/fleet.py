@@ -44,6 +44,7 @@ SYSTEM_NAMESPACE = "tenbin-system"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 STARTUP_TIMEOUT_S = float(os.environ.get("TENBIN_DEV_STARTUP_TIMEOUT", "180"))
 STOP_TIMEOUT_S = 15.0
+PORT_RACE_ATTEMPTS = 3  # ports are picked free, but another program may bind one before our process does
 
 Log = Callable[[str], None]
 
@@ -396,17 +397,34 @@ class Fleet:
             return existing
 
         binaries = binaries or Binaries.locate()
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fleet = cls(state_dir, FleetState(etcd_port=free_port(), token=secrets.token_hex(24)), binaries)
-        fleet.save()
-        try:
-            fleet._bring_up([] if hub_only else members, log)
-        except BaseException:
-            log("bring-up failed; stopping what was started")
-            with contextlib.suppress(TestbedError):
-                fleet.down()
-            raise
-        return fleet
+        for attempt in range(1, PORT_RACE_ATTEMPTS + 1):
+            state_dir.mkdir(parents=True, exist_ok=True)
+            fleet = cls(state_dir, FleetState(etcd_port=free_port(), token=secrets.token_hex(24)), binaries)
+            fleet.save()
+            try:
+                fleet._bring_up([] if hub_only else members, log)
+                return fleet
+            except TestbedError as e:
+                lost_race = fleet._lost_port_race()
+                log(f"bring-up failed ({e}); stopping what was started")
+                with contextlib.suppress(TestbedError):
+                    fleet.down()
+                if not lost_race or attempt == PORT_RACE_ATTEMPTS:
+                    raise
+                log("a port was taken by another program meanwhile; trying again with new ports")
+            except BaseException:
+                with contextlib.suppress(TestbedError):
+                    fleet.down()
+                raise
+        raise AssertionError("unreachable")
+
+    def _lost_port_race(self) -> bool:
+        """A process died because a port we picked was taken by someone else before it could bind."""
+        for p in self.state.processes:
+            with contextlib.suppress(OSError):
+                if "address already in use" in Path(p.log).read_text(errors="replace"):
+                    return True
+        return False
 
     def _bring_up(self, members: list[MemberSpec], log: Log) -> None:
         t0 = time.monotonic()
