@@ -43,6 +43,19 @@ def _cmd_dev_status(args: argparse.Namespace) -> int:
     return dev_status(args.state_dir)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tenbin.runner import RunOptions, run
+    from tenbin.services.controller import Config
+
+    cfg = Config(resync_seconds=args.resync_seconds, unreachable_after_seconds=args.unreachable_after,
+                 delete_grace_seconds=args.delete_grace)
+    return run(RunOptions(
+        kubeconfig=args.kubeconfig, metrics_address=args.metrics_address, metrics_port=args.metrics_port,
+        health_address=args.health_address, health_port=args.health_port, standalone=args.standalone,
+        priority=args.priority, verbose=args.verbose, config=cfg,
+    ))
+
+
 def _cmd_agent(args: argparse.Namespace) -> int:
     from tenbin.agent.main import agent_command
 
@@ -56,6 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tenbin {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the operator against the hub cluster")
+    run.add_argument("--kubeconfig", help="hub kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    run.add_argument("--metrics-address", default="0.0.0.0")
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port (0: off)")
+    run.add_argument("--health-address", default="0.0.0.0")
+    run.add_argument("--health-port", type=int, default=8081, help="liveness /healthz port (0: off)")
+    run.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    run.add_argument("--priority", type=int, help="peering priority (default: random per replica)")
+    run.add_argument("--resync-seconds", type=float, default=2.0, help="how often each member is observed")
+    run.add_argument("--unreachable-after", type=float, default=10.0,
+                     help="seconds without a successful observation before a member turns NotReady")
+    run.add_argument("--delete-grace", type=float, default=30.0,
+                     help="seconds deletion waits for an unreachable member before releasing the AIWorkload")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=_cmd_run)
 
     sim = sub.add_parser("simulate", help="where would these workloads go, at what price (no cluster needed)")
     sim.add_argument("-f", "--file", action="append", required=True, metavar="PATH",
@@ -90,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"]:  # the agent parses its own flags (argparse REMAINDER would swallow none of them)
+        from tenbin.agent.main import agent_command
+
+        return agent_command(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

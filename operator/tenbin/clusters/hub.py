@@ -1,0 +1,102 @@
+"""The hub apiserver, for the writes and reads Tenbin makes outside Kopf's watch streams."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from tenbin.api import GROUP, VERSION
+from tenbin.clusters.gateway import GatewayError
+from tenbin.clusters.kube import REQUEST_TIMEOUT, run_blocking
+
+MERGE = "application/merge-patch+json"
+PLURALS = {"AIWorkload": "aiworkloads", "GPUCluster": "gpuclusters", "PlacementPolicy": "placementpolicies"}
+
+
+def hub_api_client(kubeconfig: str | None) -> client.ApiClient:
+    """A client for the hub: the given kubeconfig, else $KUBECONFIG/~/.kube/config, else in-cluster."""
+    cfg = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=cfg)
+    cfg.retries = 1
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
+
+
+class HubClient:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.custom: Any = client.CustomObjectsApi(api)  # returns plain dicts for custom objects
+        self.core: Any = client.CoreV1Api(api)
+
+    async def list(self, kind: str) -> list[dict[str, Any]]:
+        def call() -> list[dict[str, Any]]:
+            resp = self.custom.list_cluster_custom_object(
+                GROUP, VERSION, PLURALS[kind], _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+            items = json.loads(resp.data)["items"]
+            for it in items:
+                it.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+                it.setdefault("kind", kind)
+            return list(items)
+
+        return await self._call(f"list {kind}", call)
+
+    async def patch_status(self, kind: str, namespace: str | None, name: str,
+                           patch: Mapping[str, Any]) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            if namespace:
+                out = self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, PLURALS[kind], name, dict(patch),
+                    _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
+            else:
+                out = self.custom.patch_cluster_custom_object_status(
+                    GROUP, VERSION, PLURALS[kind], name, dict(patch),
+                    _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
+            return dict(out)
+
+        return await self._call(f"patch {kind} {namespace or ''}/{name} status", call)
+
+    async def patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            out = self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURALS[kind], name, dict(patch),
+                _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
+            return dict(out)
+
+        return await self._call(f"patch {kind} {namespace}/{name}", call)
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        def call() -> str:
+            s = self.core.read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+            data = (s.data or {}).get(key)
+            if data is None:
+                raise GatewayError(f"Secret {namespace}/{name} has no key {key!r}", 404)
+            return base64.b64decode(data).decode()
+
+        return await self._call(f"read Secret {namespace}/{name}", call)
+
+    async def _call(self, what: str, fn: Any) -> Any:
+        try:
+            return await run_blocking(fn)
+        except GatewayError:
+            raise
+        except ApiException as e:
+            body = ""
+            try:
+                body = json.loads(e.body or "{}").get("message", "")
+            except ValueError:
+                body = str(e.body or "")[:200]
+            raise GatewayError(f"hub: {what}: {e.status} {e.reason} {body}".strip(), e.status) from None
+        except (HTTPError, OSError) as e:
+            raise GatewayError(f"hub: {what}: {type(e).__name__}: {e}".splitlines()[0]) from None

@@ -1,0 +1,222 @@
+"""A member cluster reached by kubeconfig, with the official Kubernetes client.
+
+The client is synchronous; every call runs in a bounded thread pool so the operator's event loop
+never blocks. Each request has a connect/read timeout, so an unreachable member fails fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+from urllib3.exceptions import HTTPError
+
+from tenbin.clusters.gateway import (
+    FIELD_MANAGER,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    UID_LABEL,
+    GatewayError,
+    MemberObservation,
+    ObjectRef,
+    ObservedObject,
+)
+from tenbin.inventory import inventory_from_objects
+from tenbin.inventory.model import TERMINAL_POD_PHASES, pod_gpu_request
+
+T = TypeVar("T")
+REQUEST_TIMEOUT = (3.0, 15.0)  # connect, read (seconds)
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+# Kinds listed on every observation; kinds first seen in an applied template are added.
+DEFAULT_KINDS = (("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"))
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="tenbin-k8s")
+        return _pool
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
+
+
+def _wrap(what: str, e: Exception) -> GatewayError:
+    if isinstance(e, ApiException):
+        return GatewayError(f"{what}: {e.status} {e.reason}", e.status)
+    if isinstance(e, DynamicApiError):
+        return GatewayError(f"{what}: {e.status} {e.reason}: {e.summary()}", e.status)
+    return GatewayError(f"{what}: {type(e).__name__}: {e}".splitlines()[0])
+
+
+def api_client_from_kubeconfig(text: str) -> client.ApiClient:
+    cfg = client.Configuration()
+    config.load_kube_config_from_dict(yaml.safe_load(text), client_configuration=cfg)
+    cfg.retries = 0  # an unreachable member must fail fast; the monitor retries on its own schedule
+    cfg.connection_pool_maxsize = 32  # as many as the thread pool can use at once
+    return client.ApiClient(cfg)
+
+
+class KubeGateway:
+    """`ClusterGateway` for a member reached through a kubeconfig."""
+
+    def __init__(self, name: str, api: client.ApiClient) -> None:
+        self.name = name
+        self.api = api
+        self.core: Any = client.CoreV1Api(api)  # plain-dict bodies are valid; the stubs want models
+        self._dyn: DynamicClient | None = None
+        self._dyn_lock = threading.Lock()
+        self._kinds: set[tuple[str, str]] = set(DEFAULT_KINDS)
+        self._namespaces: set[str] = set()
+
+    @classmethod
+    def from_kubeconfig(cls, name: str, text: str) -> KubeGateway:
+        return cls(name, api_client_from_kubeconfig(text))
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    def _dynamic(self) -> DynamicClient:
+        with self._dyn_lock:
+            if self._dyn is None:
+                self._dyn = DynamicClient(self.api)
+            return self._dyn
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self._dynamic().resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            raise GatewayError(f"{self.name}: the member does not serve {kind} in {api_version}", 404) from None
+
+    def _get_json(self, method: Callable[..., Any], **kw: Any) -> dict[str, Any]:
+        resp = method(_preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw)
+        return dict(json.loads(resp.data))
+
+    # ---- observe ---------------------------------------------------------------------------------
+
+    def _observe(self) -> MemberObservation:
+        try:
+            nodes = self._get_json(self.core.list_node)["items"]
+            pods = self._get_json(
+                self.core.list_pod_for_all_namespaces,
+                field_selector="status.phase!=Succeeded,status.phase!=Failed",
+            )["items"]
+            objects: list[dict[str, Any]] = []
+            for api_version, kind in sorted(self._kinds):
+                res = self._resource(api_version, kind)
+                listed = self._dynamic().get(res, label_selector=MANAGED_SELECTOR, _request_timeout=REQUEST_TIMEOUT)
+                for item in listed.to_dict().get("items") or []:
+                    item.setdefault("apiVersion", api_version)
+                    item.setdefault("kind", kind)
+                    objects.append(item)
+        except GatewayError:
+            raise
+        except (ApiException, DynamicApiError, HTTPError, OSError) as e:
+            raise _wrap(f"{self.name}: observe", e) from None
+
+        by_uid_pods: dict[str, list[Mapping[str, Any]]] = {}
+        for p in pods:
+            uid = ((p.get("metadata") or {}).get("labels") or {}).get(UID_LABEL)
+            if uid:
+                by_uid_pods.setdefault(uid, []).append(p)
+        observed: dict[str, ObservedObject] = {}
+        for obj in objects:
+            uid = ((obj.get("metadata") or {}).get("labels") or {}).get(UID_LABEL)
+            if not uid:
+                continue
+            its = by_uid_pods.get(uid, [])
+            bound = sum(pod_gpu_request(p) for p in its
+                        if (p.get("spec") or {}).get("nodeName")
+                        and (p.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES)
+            pending = [p for p in its if not (p.get("spec") or {}).get("nodeName")]
+            unsched = sum(1 for p in pending if _unschedulable(p))
+            observed[uid] = ObservedObject(ObjectRef.of(obj), uid, obj, bound, len(pending), unsched)
+        return MemberObservation(inventory_from_objects(nodes, pods), observed)
+
+    async def observe(self) -> MemberObservation:
+        return await run_blocking(self._observe)
+
+    # ---- apply / delete --------------------------------------------------------------------------
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        if not namespace or namespace in self._namespaces:
+            return
+        try:
+            self.core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            try:
+                self.core.create_namespace({"metadata": {"name": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}}},
+                                           _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as e2:
+                if e2.status != 409:
+                    raise
+        self._namespaces.add(namespace)
+
+    def _apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+        ref = ObjectRef.of(obj)
+        try:
+            res = self._resource(ref.api_version, ref.kind)
+            if res.namespaced:
+                self._ensure_namespace(ref.namespace)
+            out = self._dynamic().server_side_apply(
+                res, body=dict(obj), name=ref.name, namespace=ref.namespace or None,
+                field_manager=FIELD_MANAGER, force_conflicts=True, _request_timeout=REQUEST_TIMEOUT,
+            )
+        except GatewayError:
+            raise
+        except (ApiException, DynamicApiError, HTTPError, OSError) as e:
+            raise _wrap(f"{self.name}: apply {ref}", e) from None
+        self._kinds.add((ref.api_version, ref.kind))
+        return dict(out.to_dict())
+
+    async def apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+        return await run_blocking(self._apply, obj)
+
+    def _delete(self, ref: ObjectRef) -> bool:
+        try:
+            res = self._resource(ref.api_version, ref.kind)
+            self._dynamic().delete(
+                res, name=ref.name, namespace=ref.namespace or None,
+                body={"propagationPolicy": "Background"}, _request_timeout=REQUEST_TIMEOUT,
+            )
+            return True
+        except NotFoundError:
+            return False
+        except GatewayError as e:
+            if e.status == 404:
+                return False
+            raise
+        except (ApiException, DynamicApiError, HTTPError, OSError) as e:
+            if getattr(e, "status", None) == 404:
+                return False
+            raise _wrap(f"{self.name}: delete {ref}", e) from None
+
+    async def delete(self, ref: ObjectRef) -> bool:
+        return await run_blocking(self._delete, ref)
+
+    async def close(self) -> None:
+        await run_blocking(self.api.close)
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> bool:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            return True
+    return False

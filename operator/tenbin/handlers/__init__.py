@@ -1,0 +1,64 @@
+"""Thin Kopf handlers: turn watch events into calls on the controller. No decisions here."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import kopf
+
+from tenbin.api import GROUP, VERSION
+from tenbin.services.controller import Controller
+
+PEERING_NAME = "tenbin"
+KOPF_FINALIZER = "tenbin.io/kopf-daemon"
+
+
+def configure(settings: kopf.OperatorSettings, priority: int | None = None) -> None:
+    """Kopf tuned for Tenbin: bounded watches and requests, no handler state in status, quiet events."""
+    settings.watching.server_timeout = 300  # the apiserver closes the watch; we re-list and continue
+    settings.watching.client_timeout = 330  # a silent, stalled watch is dropped and re-established
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 10
+    settings.persistence.finalizer = KOPF_FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.tenbin.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.tenbin.io")
+    settings.posting.level = logging.WARNING  # Tenbin posts its own decision events
+    settings.peering.name = PEERING_NAME
+    settings.peering.mandatory = False
+    # Two replicas must never act at once: Kopf freezes the lower priority; equal priorities would freeze
+    # both, so each replica draws its own.
+    settings.peering.priority = priority if priority is not None else random.randint(1, 1_000_000)
+    settings.batching.worker_limit = 64
+
+
+def register(registry: kopf.OperatorRegistry, ctl: Controller, priority: int | None = None) -> None:
+    @kopf.on.startup(registry=registry)
+    async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, priority)
+        await ctl.seed()
+
+    @kopf.on.event(GROUP, VERSION, "aiworkloads", registry=registry)
+    async def _workload(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        deleted = event.get("type") == "DELETED"
+        key = ctl.observe_workload(dict(body), deleted=deleted)
+        if not deleted:
+            await ctl.reconcile(key)
+
+    @kopf.on.event(GROUP, VERSION, "gpuclusters", registry=registry)
+    async def _cluster(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        ctl.observe_cluster(dict(body), deleted=event.get("type") == "DELETED")
+
+    @kopf.on.event(GROUP, VERSION, "placementpolicies", registry=registry)
+    async def _policy(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        ctl.observe_policy(dict(body), deleted=event.get("type") == "DELETED")
+
+    @kopf.daemon(GROUP, VERSION, "gpuclusters", registry=registry, cancellation_timeout=10)
+    async def _monitor(name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+        # One loop per member: observe, write status, follow workloads. Stopped by Kopf when the
+        # GPUCluster goes away, the operator exits, or peering pauses this replica.
+        while not stopped:
+            await ctl.sync_cluster(name)
+            await stopped.wait(ctl.config.resync_seconds)

@@ -1,0 +1,683 @@
+"""The operator's brain: the hub view, reservations, placement, status following, deletion.
+
+Kopf handlers feed object bodies in (`observe_*`) and call `reconcile(key)`; one monitor loop per
+GPUCluster (a Kopf daemon) calls `sync_cluster`. Decisions come from the pure scheduling core.
+
+Writes per placement are kept to the minimum: a finalizer patch, a status patch written *before*
+the member object is applied (so a crash can never lead to a second copy elsewhere), and one
+server-side apply in the member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
+from tenbin.api.objects import field_path
+from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation
+from tenbin.scheduling.scheduler import Scheduler
+from tenbin.scheduling.snapshot import Snapshot
+from tenbin.services.member_objects import (
+    is_finished,
+    member_object,
+    member_ref,
+    observed_phase,
+    workload_key,
+)
+from tenbin.services.metrics import Metrics
+from tenbin.services.validation import semantic_error
+
+log = logging.getLogger("tenbin")
+
+FINALIZER = "tenbin.io/member-cleanup"
+POLICY_NAME = "default"
+SPEC_PLUGINS = frozenset({"selector", "residency", "model", "budget"})
+
+PostEvent = Callable[[Mapping[str, Any], str, str, str], None]  # body, type, reason, message
+GatewayFactory = Callable[[str, Mapping[str, Any]], Awaitable[ClusterGateway]]
+
+
+def now_iso(now: float | None = None) -> str:
+    t = dt.datetime.fromtimestamp(now if now is not None else time.time(), dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class Config:
+    resync_seconds: float = 2.0
+    """How often each member is observed (inventory, objects)."""
+    unreachable_after_seconds: float = 10.0
+    """A member that cannot be observed for this long turns NotReady and receives no placements."""
+    delete_grace_seconds: float = 30.0
+    """How long deletion waits for an unreachable member before letting the AIWorkload go."""
+    history_limit: int = 10
+    status_heartbeat_seconds: float = 60.0
+    """GPUCluster.status.lastSyncTime is refreshed at least this often even when nothing changes."""
+
+
+@dataclass
+class ClusterState:
+    name: str
+    body: Mapping[str, Any]
+    model: GPUCluster | None = None
+    invalid: str | None = None
+    gateway: ClusterGateway | None = None
+    gateway_key: str | None = None
+    observation: MemberObservation | None = None
+    phase: str = "Unknown"
+    reason: str = "NotYetObserved"
+    message: str = "not yet observed"
+    last_ok: float | None = None
+    first_failure: float | None = None
+    attempted: bool = False
+    last_status_write: float = 0.0
+    last_status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Reservation:
+    cluster: str
+    model: str
+    gpus: int
+    uid: str
+
+
+def set_condition(conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
+                  generation: int | None = None, now: float | None = None) -> list[dict[str, Any]]:
+    """Conditions with one replaced (lastTransitionTime kept when the status does not change)."""
+    out = [dict(c) for c in conditions if c.get("type") != type_]
+    old = next((c for c in conditions if c.get("type") == type_), None)
+    ltt = old.get("lastTransitionTime") if old and old.get("status") == status else now_iso(now)
+    new: dict[str, Any] = {"type": type_, "status": status, "reason": reason, "message": message[:1024],
+                           "lastTransitionTime": ltt}
+    if generation is not None:
+        new["observedGeneration"] = generation
+    out.append(new)
+    out.sort(key=lambda c: c["type"])
+    return out
+
+
+class Controller:
+    def __init__(self, hub: Any, gateway_factory: GatewayFactory, post_event: PostEvent,
+                 config: Config | None = None, metrics: Metrics | None = None) -> None:
+        self.hub = hub
+        self.gateway_factory = gateway_factory
+        self.post_event = post_event
+        self.config = config or Config()
+        self.metrics = metrics or Metrics()
+        self.clusters: dict[str, ClusterState] = {}
+        self.policy: PlacementPolicy | None = None
+        self.workloads: dict[str, dict[str, Any]] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.unschedulable: set[str] = set()
+        self.retry_at: dict[str, float] = {}
+        self.applied: dict[str, int] = {}  # key -> generation applied in the member by this process
+        self.placement_lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._scheduler: Scheduler | None = None
+        self._snapshot: Snapshot | None = None
+        self._seeded = False
+        self._background: set[asyncio.Future[None]] = set()
+
+    # ------------------------------------------------------------------------------------ hub view
+
+    async def seed(self) -> None:
+        """List everything once at start-up, before any watch event is handled."""
+        for body in await self.hub.list("GPUCluster"):
+            self.observe_cluster(body)
+        for body in await self.hub.list("PlacementPolicy"):
+            self.observe_policy(body)
+        for body in await self.hub.list("AIWorkload"):
+            self.observe_workload(body)
+            self._restore_reservation(body)
+        self._seeded = True
+
+    def observe_policy(self, body: Mapping[str, Any], deleted: bool = False) -> None:
+        if (body.get("metadata") or {}).get("name") != POLICY_NAME:
+            return
+        if deleted:
+            self.policy = None
+        else:
+            try:
+                self.policy = PlacementPolicy.model_validate(body)
+            except ValidationError as e:
+                log.warning("PlacementPolicy default is invalid, using built-in defaults: %s", e)
+                self.policy = None
+        self._scheduler = None
+        self._snapshot = None
+        self._nudge_unschedulable()
+
+    def observe_cluster(self, body: Mapping[str, Any], deleted: bool = False) -> ClusterState | None:
+        name = body["metadata"]["name"]
+        if deleted:
+            st = self.clusters.pop(name, None)
+            if st and st.gateway:
+                task = asyncio.ensure_future(st.gateway.close())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            self._snapshot = None
+            return None
+        st = self.clusters.get(name)
+        if st is None:
+            st = self.clusters[name] = ClusterState(name, body)
+        old_spec = st.body.get("spec")
+        st.body = body
+        try:
+            st.model = GPUCluster.model_validate({**body, "status": None})
+            st.invalid = None
+        except ValidationError as e:
+            st.model, st.invalid = None, _first_error(e)
+        self._snapshot = None
+        if old_spec != body.get("spec"):
+            self._nudge_unschedulable()
+        return st
+
+    def observe_workload(self, body: Mapping[str, Any], deleted: bool = False) -> str:
+        key = workload_key(body)
+        if deleted:
+            self.workloads.pop(key, None)
+            self._release(key)
+            self.unschedulable.discard(key)
+            self.retry_at.pop(key, None)
+            self.applied.pop(key, None)
+        else:
+            old = self.workloads.get(key)
+            if old is not None and _rv(old) > _rv(body):
+                return key  # a late event older than what a write of ours already returned
+            self.workloads[key] = dict(body)
+        return key
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    # ------------------------------------------------------------------------------- reservations
+
+    def _restore_reservation(self, body: Mapping[str, Any]) -> None:
+        status = body.get("status") or {}
+        p = status.get("placement") or {}
+        if p.get("cluster") and p.get("gpuModel") and not is_finished(status.get("phase")):
+            key = workload_key(body)
+            self.reservations.setdefault(key, Reservation(
+                p["cluster"], p["gpuModel"], int(p.get("gpus") or 0), body["metadata"].get("uid", "")))
+
+    def _release(self, key: str) -> None:
+        self.reservations.pop(key, None)
+
+    def reserved(self) -> dict[tuple[str, str], int]:
+        """GPUs promised to placed workloads whose pods the member's inventory does not show yet."""
+        out: dict[tuple[str, str], int] = {}
+        for r in self.reservations.values():
+            st = self.clusters.get(r.cluster)
+            bound = 0
+            if st and st.observation:
+                obj = st.observation.objects.get(r.uid)
+                bound = obj.pods_bound_gpus if obj else 0
+            outstanding = max(0, r.gpus - bound)
+            if outstanding:
+                out[(r.cluster, r.model)] = out.get((r.cluster, r.model), 0) + outstanding
+        return out
+
+    def reserved_for(self, per_pod: int) -> dict[tuple[str, str], int]:
+        """`reserved()` plus the GPUs a pod of `per_pod` GPUs cannot use: a pod must fit on ONE node.
+
+        A member with nodes of 3 and 2 free GPUs has 5 free, but no room for a 4-GPU pod; counting
+        those stranded GPUs as taken keeps the core's cluster-level arithmetic honest.
+        """
+        out = self.reserved()
+        if per_pod <= 1:
+            return out
+        for st in self.clusters.values():
+            if st.observation is None:
+                continue
+            per_model: dict[str, list[int]] = {}
+            for n in st.observation.inventory.nodes:
+                per_model.setdefault(n.model, []).append(n.free)
+            for model, frees in per_model.items():
+                stranded = sum(f % per_pod for f in frees)
+                if stranded:
+                    out[(st.name, model)] = out.get((st.name, model), 0) + stranded
+        return out
+
+    # --------------------------------------------------------------------------------- scheduling
+
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            self._scheduler = Scheduler(self.policy)
+        return self._scheduler
+
+    def cluster_models(self) -> list[GPUCluster]:
+        """GPUClusters as the core sees them: spec from the hub, phase and inventory observed live."""
+        out = []
+        for st in self.clusters.values():
+            if st.model is None:
+                continue
+            inv = st.observation.inventory.by_model() if st.observation else {}
+            gpus = [{"model": m.model, "capacity": m.capacity, "allocatable": m.allocatable,
+                     "allocated": m.allocated, "free": m.free} for m in inv.values()]
+            status: dict[str, Any] = {"phase": st.phase}
+            if st.observation is not None:
+                status["gpus"] = gpus
+            out.append(st.model.model_copy(update={"status": GPUClusterStatus.model_validate(status)}))
+        return out
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = Snapshot(self.cluster_models())
+        return self._snapshot
+
+    def ready_to_place(self) -> bool:
+        """Every known member has been observed at least once (or given up on)."""
+        return self._seeded and bool(self.clusters) and all(
+            st.attempted or st.model is None for st in self.clusters.values())
+
+    # ---------------------------------------------------------------------------------- reconcile
+
+    async def reconcile(self, key: str) -> None:
+        async with self._lock(key):
+            body = self.workloads.get(key)
+            if body is None:
+                return
+            try:
+                await self._reconcile(key, body)
+            except GatewayError as e:
+                log.warning("reconcile %s: %s (will retry)", key, e)
+                self._retry(key, 2.0)
+
+    def _retry(self, key: str, delay: float) -> None:
+        self.retry_at[key] = time.monotonic() + delay
+
+    async def _reconcile(self, key: str, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            await self._finalize(key, body)
+            return
+        try:
+            wl = AIWorkload.model_validate(body)
+        except ValidationError as e:
+            await self._report_invalid(key, body, *_first_error_parts(e))
+            return
+        problem = semantic_error(body, self.scheduler().policy)
+        if problem is not None:
+            await self._report_invalid(key, body, *problem)
+            return
+        status = body.get("status") or {}
+        generation = int(meta.get("generation") or 0)
+
+        if FINALIZER not in (meta.get("finalizers") or []):
+            fins = [*(meta.get("finalizers") or []), FINALIZER]
+            body = await self.hub.patch("AIWorkload", meta["namespace"], meta["name"],
+                                        {"metadata": {"finalizers": fins, "resourceVersion": meta["resourceVersion"]}})
+            self.workloads[key] = body
+            meta = body["metadata"]
+            status = body.get("status") or {}
+
+        placement = status.get("placement") or {}
+        if placement.get("cluster"):
+            await self._keep_placed(key, body, wl, placement, generation)
+            return
+        if is_finished(status.get("phase")):
+            return
+        if not self.ready_to_place():
+            self._retry(key, self.config.resync_seconds)
+            return
+        await self._place(key, body, wl, generation)
+
+    async def _place(self, key: str, body: dict[str, Any], wl: AIWorkload, generation: int) -> None:
+        meta = body["metadata"]
+        async with self.placement_lock:
+            t0 = time.perf_counter()
+            decision = self.scheduler().place(wl, self.snapshot(), reserved=self.reserved_for(wl.spec.gpu.count))
+            self.metrics.decision_latency.observe(time.perf_counter() - t0)
+            chosen = decision.chosen
+            if chosen is not None:
+                self.reservations[key] = Reservation(chosen.cluster, chosen.model, decision.gpus, meta["uid"])
+        status = body.get("status") or {}
+        conditions = list(status.get("conditions") or [])
+        conditions = [c for c in conditions if c.get("type") != "Valid"]
+        if chosen is None:
+            message = decision.reason
+            self.unschedulable.add(key)
+            if status.get("phase") == "Unschedulable" and status.get("message") == message:
+                return  # nothing new to say: no write, no event
+            conditions = set_condition(conditions, "Scheduled", "False", "Unschedulable", message, generation)
+            patch = {"status": {"phase": "Unschedulable", "message": message, "conditions": conditions,
+                                "observedGeneration": generation}}
+            self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
+            self.post_event(body, "Warning", "Unschedulable", message)
+            self.metrics.placements.labels("unschedulable", _category(decision)).inc()
+            return
+
+        self.unschedulable.discard(key)
+        base = decision.base_currency
+        pl = {"cluster": chosen.cluster, "tier": str(chosen.tier), "jurisdiction": chosen.jurisdiction,
+              "gpuModel": chosen.model, "pricePerGPUHour": round(chosen.price_base, 4), "currency": base,
+              "score": round(chosen.score, 2), "gpus": decision.gpus}
+        message = f"placed on {chosen.cluster} ({chosen.model}, {chosen.price_base:g} {base}/GPU-h): " \
+                  f"{decision.reason}"
+        conditions = set_condition(conditions, "Scheduled", "True", "Placed", message, generation)
+        history = self._history(status, "Scheduled", chosen.cluster, chosen.model, chosen.price_base, base)
+        patch = {"status": {"phase": "Scheduled", "placement": pl, "message": message[:4096],
+                            "conditions": conditions, "observedGeneration": generation, "history": history}}
+        try:
+            body = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
+        except BaseException:
+            self._release(key)
+            raise
+        self.workloads[key] = body
+        self.post_event(body, "Normal", "Scheduled", message)
+        self.metrics.placements.labels("placed", "fit").inc()
+        await self._apply(key, body, chosen.cluster, generation)
+        created = parse_time(meta.get("creationTimestamp"))
+        if created:
+            self.metrics.placement_latency.observe(max(0.0, time.time() - created))
+
+    async def _apply(self, key: str, body: Mapping[str, Any], cluster: str, generation: int) -> None:
+        st = self.clusters.get(cluster)
+        if st is None or st.gateway is None:
+            raise GatewayError(f"member {cluster} is not connected yet")
+        try:
+            await st.gateway.apply(member_object(body, cluster))
+        except GatewayError:
+            self.metrics.member_errors.labels(cluster, "apply").inc()
+            raise
+        self.applied[key] = generation
+
+    async def _keep_placed(self, key: str, body: dict[str, Any], wl: AIWorkload, placement: Mapping[str, Any],
+                           generation: int) -> None:
+        """A placed workload: restore its reservation, re-apply a changed template, re-check the fit."""
+        self._restore_reservation(body)
+        status = body.get("status") or {}
+        cluster = placement["cluster"]
+        if is_finished(status.get("phase")):
+            self._release(key)
+            return
+        st = self.clusters.get(cluster)
+        observed = None
+        if st and st.observation:
+            observed = st.observation.objects.get(body["metadata"]["uid"])
+        template_changed = self.applied.get(key) != generation and status.get("observedGeneration") != generation
+        missing = st is not None and st.observation is not None and observed is None and key not in self.applied
+        if template_changed or missing:
+            await self._apply(key, body, cluster, generation)
+        if status.get("observedGeneration") == generation:
+            return
+        # spec changed: does the current placement still satisfy the rules?
+        conflict = self._conflict(wl, cluster, placement.get("gpuModel"))
+        conditions = list(status.get("conditions") or [])
+        if conflict:
+            conditions = set_condition(conditions, "PlacementConflict", "True", "SpecChanged",
+                                       f"the current placement on {cluster} no longer fits: {conflict}; "
+                                       "it keeps running there until it is migrated", generation)
+            self.post_event(body, "Warning", "PlacementConflict", conflict)
+        else:
+            conditions = set_condition(conditions, "PlacementConflict", "False", "Fits",
+                                       f"the placement on {cluster} still satisfies the spec", generation)
+        meta = body["metadata"]
+        self.workloads[key] = await self.hub.patch_status(
+            "AIWorkload", meta["namespace"], meta["name"],
+            {"status": {"observedGeneration": generation, "conditions": conditions}})
+
+    def _conflict(self, wl: AIWorkload, cluster: str, model: str | None) -> str | None:
+        """Why (cluster, model) breaks the workload's rules now; capacity and health are not rule conflicts."""
+        decision = self.scheduler().place(wl, self.snapshot(), reserved={})
+        reasons = decision.diagnosis.reasons.get((cluster, model or ""), ())
+        relevant = [str(r) for r in reasons if r.plugin in SPEC_PLUGINS]
+        return "; ".join(relevant) or None
+
+    def _history(self, status: Mapping[str, Any], event: str, cluster: str | None, model: str | None,
+                 price: float | None, currency: str | None, message: str | None = None) -> list[dict[str, Any]]:
+        entry: dict[str, Any] = {"time": now_iso(), "event": event}
+        for k, v in (("cluster", cluster), ("gpuModel", model), ("currency", currency), ("message", message)):
+            if v:
+                entry[k] = v
+        if price is not None:
+            entry["pricePerGPUHour"] = round(price, 4)
+        hist = [*(status.get("history") or []), entry]
+        return hist[-self.config.history_limit:]
+
+    async def _report_invalid(self, key: str, body: Mapping[str, Any], path: str, message: str) -> None:
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        status = body.get("status") or {}
+        text = f"invalid spec: {path}: {message}"
+        valid = next((c for c in status.get("conditions") or [] if c.get("type") == "Valid"), None)
+        if valid and valid.get("status") == "False" and valid.get("observedGeneration") == generation:
+            return  # already reported for this generation: no retry storm
+        conditions = set_condition(list(status.get("conditions") or []), "Valid", "False", "InvalidSpec",
+                                   text, generation)
+        self.workloads[key] = await self.hub.patch_status(
+            "AIWorkload", meta["namespace"], meta["name"],
+            {"status": {"phase": "Failed" if not status.get("placement") else status.get("phase"),
+                        "message": text, "conditions": conditions, "observedGeneration": generation}})
+        self.post_event(body, "Warning", "InvalidSpec", text)
+        self.metrics.invalid_specs.labels(path).inc()
+
+    async def _finalize(self, key: str, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        fins = list(meta.get("finalizers") or [])
+        if FINALIZER not in fins:
+            return
+        placement = (body.get("status") or {}).get("placement") or {}
+        cluster = placement.get("cluster")
+        if cluster:
+            st = self.clusters.get(cluster)
+            try:
+                if st is None or st.gateway is None:
+                    raise GatewayError(f"member {cluster} is not connected")
+                await st.gateway.delete(member_ref(body))
+            except GatewayError as e:
+                since = parse_time(meta.get("deletionTimestamp")) or time.time()
+                if time.time() - since < self.config.delete_grace_seconds:
+                    self._retry(key, self.config.resync_seconds)
+                    return
+                self.post_event(body, "Warning", "MemberUnreachable",
+                                f"could not delete the object in {cluster} ({e}); released the AIWorkload after "
+                                f"{self.config.delete_grace_seconds:g}s; the copy is removed when {cluster} is back")
+        fins.remove(FINALIZER)
+        try:
+            await self.hub.patch("AIWorkload", meta["namespace"], meta["name"],
+                                 {"metadata": {"finalizers": fins, "resourceVersion": meta["resourceVersion"]}})
+        except GatewayError as e:
+            if e.status != 404:
+                raise
+        self._release(key)
+        self.retry_at.pop(key, None)
+
+    # --------------------------------------------------------------------------- cluster monitor
+
+    async def _connect(self, st: ClusterState) -> ClusterGateway:
+        conn = (st.body.get("spec") or {}).get("connection") or {}
+        gw_key = repr(conn)
+        if st.gateway is not None and st.gateway_key == gw_key:
+            return st.gateway
+        if st.gateway is not None:
+            await st.gateway.close()
+            st.gateway = None
+        st.gateway = await self.gateway_factory(st.name, conn)
+        st.gateway_key = gw_key
+        return st.gateway
+
+    async def sync_cluster(self, name: str) -> None:
+        """Observe one member: inventory, phase, and the status of the workloads placed there."""
+        st = self.clusters.get(name)
+        if st is None:
+            return
+        now = time.monotonic()
+        before = (st.phase, st.observation.inventory.free() if st.observation else None)
+        if st.invalid is not None:
+            st.phase, st.reason, st.message = "NotReady", "InvalidSpec", st.invalid
+        else:
+            try:
+                gw = await self._connect(st)
+                obs = await gw.observe()
+                if st.observation is None or obs.inventory != st.observation.inventory:
+                    self._snapshot = None  # before any other await: no decision may use the old inventory
+                st.observation = obs
+                st.last_ok, st.first_failure = now, None
+                st.phase, st.reason, st.message = "Ready", "Observed", "member apiserver reachable"
+                self.metrics.member_syncs.labels(name, "ok").inc()
+            except GatewayError as e:
+                self.metrics.member_errors.labels(name, "observe").inc()
+                self.metrics.member_syncs.labels(name, "error").inc()
+                st.first_failure = st.first_failure or now
+                down_for = now - st.first_failure
+                if down_for >= self.config.unreachable_after_seconds or st.last_ok is None:
+                    st.phase, st.reason = "NotReady", "Unreachable"
+                    st.message = f"unreachable for {down_for:.0f}s: {e}"
+                    st.observation = None if st.last_ok is None else st.observation
+        st.attempted = True
+        after = (st.phase, st.observation.inventory.free() if st.observation else None)
+        if before != after:
+            self._snapshot = None
+        await self._write_cluster_status(st)
+        if st.observation is not None and st.phase == "Ready":
+            await self._follow(st)
+        if before != after:
+            self._nudge_unschedulable()
+        await self._run_due()
+
+    async def _write_cluster_status(self, st: ClusterState) -> None:
+        inv = st.observation.inventory.by_model() if st.observation else {}
+        gpus = [{"model": m.model, "capacity": m.capacity, "allocatable": m.allocatable,
+                 "allocated": m.allocated, "free": m.free} for m in inv.values()]
+        for m in inv.values():
+            self.metrics.free_gpus.labels(st.name, m.model).set(m.free)
+        self.metrics.cluster_ready.labels(st.name).set(1 if st.phase == "Ready" else 0)
+        desired: dict[str, Any] = {"phase": st.phase, "message": st.message[:1024],
+                                   "freeGPUs": sum(g["free"] for g in gpus)}
+        if st.observation is not None:
+            desired["gpus"] = gpus
+        conds = list((st.body.get("status") or {}).get("conditions") or [])
+        conds = set_condition(conds, "Ready", "True" if st.phase == "Ready" else "False", st.reason, st.message)
+        desired_cmp = {**desired, "conditions": [(c["type"], c["status"], c["reason"]) for c in conds]}
+        now = time.monotonic()
+        if desired_cmp == st.last_status and now - st.last_status_write < self.config.status_heartbeat_seconds:
+            return
+        desired["conditions"] = conds
+        desired["lastSyncTime"] = now_iso()
+        try:
+            body = await self.hub.patch_status("GPUCluster", None, st.name, {"status": desired})
+        except GatewayError as e:
+            log.warning("GPUCluster %s status: %s", st.name, e)
+            return
+        st.body = body
+        st.last_status = desired_cmp
+        st.last_status_write = now
+
+    async def _follow(self, st: ClusterState) -> None:
+        """Carry member state into the AIWorkloads placed there; remove orphans."""
+        assert st.observation is not None
+        by_uid: dict[str, str] = {}
+        for wkey, body in list(self.workloads.items()):
+            p = ((body.get("status") or {}).get("placement") or {})
+            if p.get("cluster") == st.name:
+                by_uid[body["metadata"]["uid"]] = wkey
+        for uid, obj in st.observation.objects.items():
+            found = by_uid.get(uid)
+            if found is None:
+                if self._seeded and not any(b["metadata"].get("uid") == uid for b in self.workloads.values()):
+                    log.info("removing orphan %s from %s", obj.ref, st.name)
+                    try:
+                        await st.gateway.delete(obj.ref) if st.gateway else None
+                    except GatewayError as e:
+                        log.warning("orphan %s in %s: %s", obj.ref, st.name, e)
+                continue
+            key = found
+            r = self.reservations.get(key)
+            phase, message = observed_phase(obj)
+            if r is not None and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
+                self._release(key)
+            await self._set_phase(key, phase, message)
+        self._update_cost()
+
+    async def _set_phase(self, key: str, phase: str, message: str) -> None:
+        async with self._lock(key):
+            body = self.workloads.get(key)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            status = body.get("status") or {}
+            if status.get("phase") == phase or is_finished(status.get("phase")):
+                return
+            p = status.get("placement") or {}
+            patch: dict[str, Any] = {"phase": phase, "message": f"{message} on {p.get('cluster')}"}
+            if phase in ("Running", "Succeeded", "Failed"):
+                patch["history"] = self._history(status, phase, p.get("cluster"), p.get("gpuModel"), None, None,
+                                                 message)
+            meta = body["metadata"]
+            try:
+                self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"],
+                                                                  {"status": patch})
+            except GatewayError as e:
+                log.warning("status of %s: %s", key, e)
+                return
+            self.post_event(body, "Warning" if phase == "Failed" else "Normal", phase,
+                            f"{message} on {p.get('cluster')}")
+
+    def _update_cost(self) -> None:
+        per_ns: dict[tuple[str, str], float] = {}
+        for body in self.workloads.values():
+            status = body.get("status") or {}
+            p = status.get("placement") or {}
+            if not p or is_finished(status.get("phase")):
+                continue
+            ns = body["metadata"].get("namespace", "default")
+            k = (ns, p.get("currency") or "")
+            per_ns[k] = per_ns.get(k, 0.0) + float(p.get("pricePerGPUHour") or 0) * int(p.get("gpus") or 0)
+        self.metrics.cost_per_hour.clear()
+        for (ns, cur), v in per_ns.items():
+            self.metrics.cost_per_hour.labels(ns, cur).set(v)
+
+    def _nudge_unschedulable(self) -> None:
+        now = time.monotonic()
+        for key in self.unschedulable:
+            self.retry_at[key] = min(self.retry_at.get(key, now), now)
+
+    async def _run_due(self) -> None:
+        now = time.monotonic()
+        due = sorted((k for k, t in self.retry_at.items() if t <= now),
+                     key=lambda k: (self.workloads.get(k, {}).get("metadata", {}).get("creationTimestamp") or "", k))
+        for key in due:
+            self.retry_at.pop(key, None)
+            await self.reconcile(key)
+
+
+def _rv(body: Mapping[str, Any]) -> int:
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or -1)
+    except ValueError:
+        return -1
+
+
+def _first_error_parts(err: ValidationError) -> tuple[str, str]:
+    e = err.errors()[0]
+    return field_path(tuple(e["loc"])), str(e["msg"])
+
+
+def _first_error(err: ValidationError) -> str:
+    path, msg = _first_error_parts(err)
+    return f"invalid spec: {path}: {msg}"
+
+
+def _category(decision: Any) -> str:
+    cats = decision.diagnosis.categories
+    return cats[0][0] if cats else "no-clusters"

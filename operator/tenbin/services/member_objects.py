@@ -1,0 +1,102 @@
+"""Pure builders and readers for the objects Tenbin puts into member clusters.
+
+- :func:`member_object` turns an AIWorkload's ``spec.template`` into the object applied in the member:
+  same namespace, labelled back to the AIWorkload (also on the pod template, so pods are attributable).
+- :func:`observed_phase` reads a member object back into an AIWorkload phase.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from tenbin.clusters.gateway import (
+    HUB_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    NAMESPACE_LABEL,
+    UID_LABEL,
+    ObjectRef,
+    ObservedObject,
+)
+
+CLUSTER_ANNOTATION = "tenbin.io/cluster"
+POD_TEMPLATE_KINDS = frozenset({"Job", "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"})
+
+
+def workload_key(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace', 'default')}/{meta.get('name')}"
+
+
+def member_object(workload: Mapping[str, Any], cluster: str) -> dict[str, Any]:
+    """The object to server-side-apply in the member for this AIWorkload body."""
+    meta = workload["metadata"]
+    obj = copy.deepcopy(dict(workload["spec"]["template"]))
+    om = obj.setdefault("metadata", {})
+    om["namespace"] = meta.get("namespace", "default")
+    om.setdefault("name", meta["name"])
+    for k in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "ownerReferences"):
+        om.pop(k, None)
+    obj.pop("status", None)
+    labels = {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        UID_LABEL: meta["uid"],
+        NAME_LABEL: meta["name"][:63],
+        NAMESPACE_LABEL: om["namespace"],
+    }
+    om["labels"] = {**(om.get("labels") or {}), **labels}
+    om["annotations"] = {
+        **(om.get("annotations") or {}),
+        HUB_ANNOTATION: f"{om['namespace']}/{meta['name']}",
+        CLUSTER_ANNOTATION: cluster,
+    }
+    if obj.get("kind") in POD_TEMPLATE_KINDS:
+        tmpl = obj.setdefault("spec", {}).setdefault("template", {})
+        tm = tmpl.setdefault("metadata", {})
+        tm["labels"] = {**(tm.get("labels") or {}), UID_LABEL: meta["uid"]}
+    return obj
+
+
+def member_ref(workload: Mapping[str, Any]) -> ObjectRef:
+    tmpl = workload["spec"]["template"]
+    meta = workload["metadata"]
+    name = (tmpl.get("metadata") or {}).get("name") or meta["name"]
+    return ObjectRef(tmpl["apiVersion"], tmpl["kind"], meta.get("namespace", "default"), name)
+
+
+def _condition(obj: Mapping[str, Any], type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+def observed_phase(observed: ObservedObject) -> tuple[str, str]:
+    """(phase, message) of an AIWorkload from its member object: Scheduled, Running, Succeeded, Failed."""
+    obj = observed.body
+    kind = observed.ref.kind
+    status = obj.get("status") or {}
+    if kind == "Job":
+        if _condition(obj, "Complete") or _condition(obj, "SuccessCriteriaMet"):
+            return "Succeeded", f"Job completed ({status.get('succeeded', 0)} succeeded)"
+        if _condition(obj, "Failed") or _condition(obj, "FailureTarget"):
+            return "Failed", f"Job failed ({status.get('failed', 0)} failed pods)"
+        if (status.get("active") or 0) > 0 and (status.get("ready") or 0) > 0:
+            return "Running", f"{status.get('ready')} pod(s) running"
+        if observed.pods_unschedulable:
+            return "Scheduled", f"{observed.pods_unschedulable} pod(s) unschedulable in the member"
+        return "Scheduled", "waiting for pods to start in the member"
+    if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+        want = (obj.get("spec") or {}).get("replicas", 1)
+        ready = status.get("readyReplicas") or 0
+        if want == 0 or ready >= want:
+            return "Running", f"{ready}/{want} replicas ready"
+        if observed.pods_unschedulable:
+            return "Scheduled", f"{ready}/{want} replicas ready; {observed.pods_unschedulable} pod(s) unschedulable"
+        return "Scheduled", f"{ready}/{want} replicas ready"
+    return "Running", f"{kind} exists in the member"
+
+
+def is_finished(phase: str | None) -> bool:
+    return phase in ("Succeeded", "Failed")

@@ -1,0 +1,107 @@
+"""Helpers to drive the operator end to end: the `tenbin run` process and AIWorkload builders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tenbin.testbed.fleet import Fleet, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+RESYNC = 1.0
+UNREACHABLE_AFTER = 3.0
+DELETE_GRACE = 5.0
+
+class OperatorProcess:
+    """`tenbin run` in a subprocess; stopped by the fixture that started it."""
+
+    def __init__(self, fleet: Fleet, log: Path) -> None:
+        self.fleet = fleet
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "tenbin", "run", "--kubeconfig", str(self.fleet.kubeconfig("hub")),
+                "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
+                "--health-address", "127.0.0.1", "--health-port", str(self.health_port), "--standalone",
+                "--resync-seconds", str(RESYNC), "--unreachable-after", str(UNREACHABLE_AFTER),
+                "--delete-grace", str(DELETE_GRACE)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        wait_until("operator /healthz", self._healthy, timeout=60, abort=self._died)
+
+    def _healthy(self) -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+            return bool(r.status == 200)
+
+    def _died(self) -> str | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"operator exited with {self.proc.returncode}:\n{self.tail()}"
+        return None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+
+def hub_json(fleet: Fleet, *args: str) -> Any:
+    return json.loads(fleet.kubectl("get", *args, "-o", "json").stdout)
+
+
+def aiw(fleet: Fleet, ns: str, name: str) -> dict[str, Any]:
+    return dict(hub_json(fleet, "aiworkload", "-n", ns, name))
+
+
+def workload(name: str, gpus: int = 1, replicas: int = 1, classification: str = "Internal",
+             jurisdictions: list[str] | None = None, run_seconds: int | None = None,
+             models: list[str] | None = None) -> dict[str, Any]:
+    """An AIWorkload running a Job; its pods 'run' for run_seconds on KWOK (default: 1-5 s)."""
+    # KWOK completes a Job pod after a delay drawn between delay and jitter-delay: pin both
+    annotations = {"pod-complete.stage.kwok.x-k8s.io/delay": f"{run_seconds}s",
+                   "pod-complete.stage.kwok.x-k8s.io/jitter-delay": f"{run_seconds}s"} if run_seconds else {}
+    spec: dict[str, Any] = {
+        "gpu": {"count": gpus, **({"models": models} if models else {})},
+        "replicas": replicas,
+        "residency": {"dataClassification": classification, **({"jurisdictions": jurisdictions}
+                                                                if jurisdictions else {})},
+        "template": {
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"parallelism": replicas, "completions": replicas, "backoffLimit": 0, "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "main", "image": "registry.example.com/train:1",
+                    "resources": {"limits": {"nvidia.com/gpu": gpus}}}]}}},
+        },
+    }
+    return {"apiVersion": "tenbin.io/v1alpha1", "kind": "AIWorkload", "metadata": {"name": name}, "spec": spec}
+
+
+def apply(fleet: Fleet, ns: str, *docs: dict[str, Any]) -> None:
+    fleet.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
