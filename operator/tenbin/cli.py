@@ -28,7 +28,7 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 def _cmd_dev_up(args: argparse.Namespace) -> int:
     from tenbin.testbed.cli import dev_up
 
-    return dev_up(args.file, args.state_dir, hub_only=args.hub_only)
+    return dev_up(args.file, args.state_dir, hub_only=args.hub_only, karmada=args.karmada)
 
 
 def _cmd_dev_down(args: argparse.Namespace) -> int:
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="GPUCluster YAML file or directory (default: examples/fleet)")
     up.add_argument("--state-dir", metavar="DIR", help="where kubeconfigs, logs and PIDs live")
     up.add_argument("--hub-only", action="store_true", help="start only the hub control plane")
+    up.add_argument("--karmada", action="store_true",
+                    help="also start a Karmada control plane and join the members (testbed/build-karmada.sh)")
     up.set_defaults(func=_cmd_dev_up)
     down = dev_sub.add_parser("down", help="stop every process 'dev up' started and remove its state")
     down.add_argument("--state-dir", metavar="DIR")

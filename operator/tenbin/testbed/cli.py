@@ -26,7 +26,8 @@ def _err(e: Exception) -> int:
     return 1
 
 
-def dev_up(files: list[str] | None, state_dir: str | None, hub_only: bool = False) -> int:
+def dev_up(files: list[str] | None, state_dir: str | None, hub_only: bool = False,
+           karmada: bool = False) -> int:
     sd = Path(state_dir) if state_dir else default_state_dir()
     try:
         if not files and not DEFAULT_FLEET.is_dir():
@@ -34,7 +35,9 @@ def dev_up(files: list[str] | None, state_dir: str | None, hub_only: bool = Fals
         members = [] if hub_only else load_fleet(files or [DEFAULT_FLEET])
         t0 = time.monotonic()
         print(f"tenbin dev: starting a hub and {len(members)} member control planes in {sd.resolve()}")
-        fleet = Fleet.up(members, sd, log=print, hub_only=hub_only)
+        if karmada:
+            print("tenbin dev: and a Karmada control plane; the members join it in Push mode")
+        fleet = Fleet.up(members, sd, log=print, hub_only=hub_only, karmada=karmada)
         print(f"tenbin dev: fleet ready in {time.monotonic() - t0:.1f}s\n")
         _print_fleet(fleet)
     except TestbedError as e:
