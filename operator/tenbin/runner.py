@@ -46,6 +46,13 @@ def make_controller(opts: RunOptions) -> Controller:
             return KubeGateway.from_kubeconfig(name, text)
         if conn.get("inCluster"):
             return KubeGateway(name, hub.api)
+        karmada = conn.get("karmada")
+        if karmada:
+            from tenbin.clusters.karmada import KarmadaGateway
+
+            kref = karmada["kubeconfigSecretRef"]
+            text = await hub.read_secret_key(kref["namespace"], kref["name"], kref.get("key") or "kubeconfig")
+            return KarmadaGateway.from_kubeconfig(name, karmada["clusterName"], text)
         raise GatewayError(f"GPUCluster {name} has no spec.connection: it can be simulated, not used")
 
     return Controller(hub, gateway_factory, _post_event, opts.config or Config(), Metrics())

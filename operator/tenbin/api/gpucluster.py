@@ -64,9 +64,19 @@ class SecretKeyRef(ApiModel):
     key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "kubeconfig"
 
 
+class KarmadaConnection(ApiModel):
+    """The member is reached through a Karmada control plane: Tenbin pins work to it, Karmada propagates it."""
+
+    kubeconfig_secret_ref: SecretKeyRef
+    """A Secret on the hub holding a kubeconfig for the Karmada apiserver."""
+    cluster_name: Name
+    """The member's name among Karmada's Clusters (cluster.karmada.io)."""
+
+
 _CONNECTION_RULE = cel(
-    "has(self.kubeconfigSecretRef) != (has(self.inCluster) && self.inCluster)",
-    "set exactly one of kubeconfigSecretRef or inCluster: true",
+    "(has(self.kubeconfigSecretRef) ? 1 : 0) + ((has(self.inCluster) && self.inCluster) ? 1 : 0)"
+    " + (has(self.karmada) ? 1 : 0) == 1",
+    "set exactly one of kubeconfigSecretRef, inCluster: true or karmada",
 )
 
 
@@ -79,10 +89,12 @@ class ClusterConnection(ApiModel):
     """A Secret on the hub holding a kubeconfig for the member."""
     in_cluster: StrictBool | None = None
     """The member is the hub itself (use the operator's own credentials)."""
+    karmada: KarmadaConnection | None = None
+    """The member is a Karmada member cluster: placements go through that Karmada (docs/karmada.md)."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ClusterConnection:
-        if (self.kubeconfig_secret_ref is not None) == bool(self.in_cluster):
+        if (self.kubeconfig_secret_ref is not None) + bool(self.in_cluster) + (self.karmada is not None) != 1:
             raise ValueError(_CONNECTION_RULE["message"])
         return self
 
@@ -166,5 +178,6 @@ __all__ = [
     "GPUClusterStatus",
     "GPUInventory",
     "GPUOffering",
+    "KarmadaConnection",
     "SecretKeyRef",
 ]
