@@ -1,0 +1,332 @@
+"""The hub chart installed by the real Helm into the testbed hub, and the operator run with the chart's own
+ServiceAccount identity (a TokenRequest token, as a pod would get): an end-to-end placement succeeds (the RBAC
+is sufficient) and the same identity is refused what it should not do (the RBAC is minimal). The member side
+goes through the member chart's scoped ServiceAccount, so both charts' RBAC is proven on real apiservers.
+
+The hub has no kubelet: the Deployment's pods are created (the pod template is valid) but never run, so the
+operator runs here as a process holding the ServiceAccount's token, exactly what the pod would hold."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from chart_harness import HUB_CHART, MEMBER_CHART, ROOT, Helm, json_of, kubeconfig_for_token
+from health_lua import health
+
+from operator_harness import DELETE_GRACE, RESYNC, UNREACHABLE_AFTER, OperatorProcess, aiw, apply, hub_json, workload
+from tenbin.testbed.fleet import SYSTEM_NAMESPACE, Fleet, wait_until
+
+NS = SYSTEM_NAMESPACE  # the release namespace: where the fixture fleet keeps the member kubeconfig Secrets
+SA = f"system:serviceaccount:{NS}:tenbin"
+MEMBER = "t-sovereign-jp"
+SCOPED_SECRET = f"{MEMBER}-scoped-kubeconfig"  # MEMBER reached through the member chart's ServiceAccount only
+FIXTURE_FLEET = ROOT / "tests" / "fixtures" / "fleet"
+PERMISSION_ERRORS = ("403", "Forbidden", "forbidden", "Not enough permissions")
+CRDS = ["aiworkloads.tenbin.io", "gpuclusters.tenbin.io", "placementpolicies.tenbin.io",
+        "clusterkopfpeerings.kopf.dev"]
+
+
+class ChartOperator(OperatorProcess):
+    """`tenbin run` as the chart's Deployment runs it: peering on (no --standalone), POD_ID as identity."""
+
+    def __init__(self, fleet: Fleet, log: Path, kubeconfig: Path, pod_id: str, priority: int) -> None:
+        super().__init__(fleet, log)
+        self.kubeconfig = kubeconfig
+        self.pod_id = pod_id
+        self.priority = priority
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "tenbin", "run", "--kubeconfig", str(self.kubeconfig),
+                "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
+                "--health-address", "127.0.0.1", "--health-port", str(self.health_port),
+                "--priority", str(self.priority), "--resync-seconds", str(RESYNC),
+                "--unreachable-after", str(UNREACHABLE_AFTER), "--delete-grace", str(DELETE_GRACE)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_ID": self.pod_id}
+        env.pop("KUBECONFIG", None)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        wait_until("operator /healthz", self._healthy, timeout=90, abort=self._died)
+
+
+@dataclass
+class Installed:
+    fleet: Fleet
+    helm: Helm
+    dir: Path
+    hub_sa_kubeconfig: Path
+    member_sa_kubeconfig: Path
+    install_output: str
+
+    def as_sa(self, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """kubectl with the chart's ServiceAccount token (not the admin's)."""
+        argv = [str(self.fleet.binaries.kubectl), "--kubeconfig", str(kubeconfig or self.hub_sa_kubeconfig), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _ca_b64(fleet: Fleet) -> str:
+    return base64.b64encode(fleet.pki.ca_cert.read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def installed(fleet: Fleet, helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    d = tmp_path_factory.mktemp("chart-install")
+    hub_kc, member_kc = str(fleet.kubeconfig("hub")), str(fleet.kubeconfig(MEMBER))
+    try:
+        out = helm.run("install", "tenbin", str(HUB_CHART), "--namespace", NS, "--kubeconfig", hub_kc).stdout
+        fleet.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{c}" for c in CRDS))
+        fleet.kubectl("apply", "-f", str(FIXTURE_FLEET),
+                      "-f", str(ROOT / "examples" / "policy" / "default.yaml"))
+        helm.run("install", "tenbin-member", str(MEMBER_CHART), "--namespace", NS, "--create-namespace",
+                 "--kubeconfig", member_kc)
+
+        # the hub identity: a TokenRequest token for the chart's ServiceAccount, as the kubelet would mount it
+        token = fleet.kubectl("create", "token", "tenbin", "-n", NS, "--duration=2h").stdout.strip()
+        hub_sa = d / "hub-sa.kubeconfig"
+        hub_sa.write_text(kubeconfig_for_token(fleet.state.clusters["hub"].url, _ca_b64(fleet), token, "hub-sa"))
+
+        # the member identity: the long-lived token the member chart's Secret receives (docs/install.md)
+        def token_filled() -> bool:
+            s = json.loads(fleet.kubectl("get", "secret", "tenbin-hub-token", "-n", NS, "-o", "json",
+                                         cluster=MEMBER).stdout)
+            return bool((s.get("data") or {}).get("token"))
+
+        wait_until("the member chart's token Secret is filled in", token_filled, timeout=60)
+        secret = json.loads(fleet.kubectl("get", "secret", "tenbin-hub-token", "-n", NS, "-o", "json",
+                                          cluster=MEMBER).stdout)
+        member_text = kubeconfig_for_token(fleet.state.clusters[MEMBER].url, secret["data"]["ca.crt"],
+                                           base64.b64decode(secret["data"]["token"]).decode(), MEMBER)
+        member_sa = d / "member-sa.kubeconfig"
+        member_sa.write_text(member_text)
+        # connect MEMBER the documented way: its GPUCluster now points at the scoped kubeconfig Secret
+        fleet.kubectl("apply", "-f", "-", input=yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+             "metadata": {"name": SCOPED_SECRET, "namespace": NS}, "stringData": {"kubeconfig": member_text}}))
+        ref = {"namespace": NS, "name": SCOPED_SECRET, "key": "kubeconfig"}
+        fleet.kubectl("patch", "gpucluster", MEMBER, "--type=merge",
+                      "-p", json.dumps({"spec": {"connection": {"kubeconfigSecretRef": ref}}}))
+        yield Installed(fleet, helm, d, hub_sa, member_sa, out)
+    finally:
+        fleet.kubectl("apply", "-f", str(FIXTURE_FLEET), check=False)  # MEMBER's admin connection again
+        fleet.kubectl("delete", "secret", SCOPED_SECRET, "-n", NS, "--ignore-not-found", check=False)
+        helm.run("uninstall", "tenbin", "--namespace", NS, "--kubeconfig", hub_kc, check=False)
+        helm.run("uninstall", "tenbin-member", "--namespace", NS, "--kubeconfig", member_kc, check=False)
+
+
+@pytest.fixture(scope="module")
+def operator(installed: Installed) -> Iterator[ChartOperator]:
+    op = ChartOperator(installed.fleet, installed.dir / "operator-a.log", installed.hub_sa_kubeconfig,
+                       pod_id="tenbin-chart-a", priority=200)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def ns(installed: Installed) -> Iterator[str]:
+    fleet = installed.fleet
+    name = f"chart-{uuid.uuid4().hex[:8]}"
+    fleet.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        fleet.kubectl("delete", "aiworkloads", "--all", "-n", name, "--wait=false", check=False)
+        wait_until(f"AIWorkloads in {name} gone", lambda: not hub_json(fleet, "aiworkloads", "-n", name)["items"],
+                   timeout=60)
+        fleet.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_helm_install_creates_the_hub_side(installed: Installed) -> None:
+    fleet = installed.fleet
+    assert "Tenbin 0.1.0 is installed on this hub in namespace tenbin-system" in installed.install_output
+    status = json_of(installed.helm.run("status", "tenbin", "-n", NS, "-o", "json",
+                                        "--kubeconfig", str(fleet.kubeconfig("hub"))))
+    assert status["info"]["status"] == "deployed"
+    dep = hub_json(fleet, "deployment", "tenbin", "-n", NS)
+    assert dep["spec"]["replicas"] == 2
+    # the ReplicaSet controller accepted the pod template: both pods exist (no kubelet runs them on the hub)
+    selector = "app.kubernetes.io/name=tenbin,app.kubernetes.io/component=operator"
+    wait_until("2 operator pods created", lambda: len(hub_json(fleet, "pods", "-n", NS, "-l", selector)["items"]) == 2,
+               timeout=60)
+    pod = hub_json(fleet, "pods", "-n", NS, "-l", selector)["items"][0]
+    assert pod["spec"]["serviceAccountName"] == "tenbin"
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    for kind, name in (("poddisruptionbudget", "tenbin"), ("service", "tenbin-metrics"),
+                       ("serviceaccount", "tenbin"), ("role", "tenbin-secrets"), ("rolebinding", "tenbin-secrets")):
+        assert hub_json(fleet, kind, name, "-n", NS)["metadata"]["name"] == name
+    for kind in ("clusterrole", "clusterrolebinding", "clusterkopfpeering"):
+        assert hub_json(fleet, kind, "tenbin")["metadata"]["name"] == "tenbin"
+    # the member chart on the member: its identity, and the agent DaemonSet scheduled on the GPU nodes
+    member_nodes = len(json.loads(fleet.kubectl("get", "nodes", "-l", "nvidia.com/gpu.present=true", "-o", "json",
+                                                cluster=MEMBER).stdout)["items"])
+    assert member_nodes >= 1
+
+    def agents_scheduled() -> bool:
+        ds = json.loads(fleet.kubectl("get", "daemonset", "tenbin-member-agent", "-n", NS, "-o", "json",
+                                      cluster=MEMBER).stdout)
+        return int((ds.get("status") or {}).get("desiredNumberScheduled", -1)) == member_nodes
+
+    wait_until("agent DaemonSet scheduled on every GPU node", agents_scheduled, timeout=60)
+
+
+def _log_permission_errors(op: OperatorProcess) -> list[str]:
+    return [ln for ln in op.log.read_text(errors="replace").splitlines() if any(e in ln for e in PERMISSION_ERRORS)]
+
+
+def test_the_chart_identity_places_work_end_to_end(installed: Installed, operator: ChartOperator, ns: str) -> None:
+    fleet = installed.fleet
+    # SovereignCloud in JP: of the fixture fleet, only MEMBER (reached with the scoped identity) qualifies
+    w = workload("chart-e2e", gpus=2, run_seconds=3, jurisdictions=["JP"])
+    w["spec"]["residency"]["tiers"] = ["SovereignCloud"]
+    apply(fleet, ns, w)
+    wait_until("Succeeded", lambda: aiw(fleet, ns, "chart-e2e").get("status", {}).get("phase") == "Succeeded",
+               timeout=120, abort=operator._died)
+    body = aiw(fleet, ns, "chart-e2e")
+    assert body["status"]["placement"]["cluster"] == MEMBER
+    assert [h["event"] for h in body["status"]["history"]] == ["Scheduled", "Running", "Succeeded"]
+    assert "tenbin.io/member-cleanup" in body["metadata"]["finalizers"]  # patch aiworkloads
+    job = json.loads(fleet.kubectl("get", "job", "chart-e2e", "-n", ns, "-o", "json", cluster=MEMBER).stdout)
+    assert job["status"].get("succeeded") == 1  # applied through the member chart's ServiceAccount
+    events = hub_json(fleet, "events", "-n", ns, "--field-selector", "involvedObject.name=chart-e2e")["items"]
+    assert {"Scheduled", "Running", "Succeeded"} <= {e["reason"] for e in events}  # create events
+    cluster = hub_json(fleet, "gpucluster", MEMBER)
+    assert cluster["spec"]["connection"]["kubeconfigSecretRef"]["name"] == SCOPED_SECRET
+    assert cluster["status"]["phase"] == "Ready" and cluster["status"]["gpus"]  # patch gpuclusters/status
+    assert "tenbin.io/kopf-daemon" in cluster["metadata"]["finalizers"]  # Kopf's finalizer: patch gpuclusters
+    # the Argo CD health checks agree with what the operator really wrote
+    assert health("AIWorkload", body)[0] == "Healthy"
+    assert health("GPUCluster", cluster)[0] == "Healthy"
+
+    # deletion: the member copy is removed (delete in the member), then the finalizer released
+    fleet.kubectl("delete", "aiworkload", "chart-e2e", "-n", ns, "--wait=false")
+    wait_until("AIWorkload gone", lambda: not hub_json(fleet, "aiworkloads", "-n", ns)["items"], timeout=60,
+               abort=operator._died)
+    res = fleet.kubectl("get", "job", "chart-e2e", "-n", ns, "--ignore-not-found", "-o", "name", cluster=MEMBER)
+    assert res.stdout.strip() == ""
+    assert _log_permission_errors(operator) == []
+
+
+def test_peering_keeps_a_second_replica_standing_by(installed: Installed, operator: ChartOperator) -> None:
+    fleet = installed.fleet
+    wait_until("replica a announced in the peering object",
+               lambda: "tenbin-chart-a" in (hub_json(fleet, "clusterkopfpeering", "tenbin").get("status") or {}),
+               timeout=60, abort=operator._died)
+    b = ChartOperator(fleet, installed.dir / "operator-b.log", installed.hub_sa_kubeconfig,
+                      pod_id="tenbin-chart-b", priority=100)
+    b.start()
+    try:
+        wait_until("replica b pauses in favour of a",
+                   lambda: "Pausing operations in favour of" in b.log.read_text(errors="replace"),
+                   timeout=60, abort=b._died)
+        peers = hub_json(fleet, "clusterkopfpeering", "tenbin")["status"]
+        assert peers["tenbin-chart-a"]["priority"] == 200 and peers["tenbin-chart-b"]["priority"] == 100
+        assert _log_permission_errors(b) == []
+    finally:
+        b.stop()
+    wait_until("replica b removed itself from the peering object",
+               lambda: "tenbin-chart-b" not in (hub_json(fleet, "clusterkopfpeering", "tenbin").get("status") or {}),
+               timeout=30)
+    assert _log_permission_errors(operator) == []
+
+
+def test_the_chart_identity_cannot_read_secrets_elsewhere(installed: Installed) -> None:
+    fleet = installed.fleet
+    other = f"chart-other-{uuid.uuid4().hex[:6]}"
+    fleet.kubectl("create", "namespace", other)
+    try:
+        fleet.kubectl("create", "secret", "generic", "not-yours", "-n", other, "--from-literal=k=v")
+        refused = installed.as_sa("get", "secret", "not-yours", "-n", other)
+        assert refused.returncode != 0
+        assert (f'User "{SA}" cannot get resource "secrets" in API group "" in the namespace "{other}"'
+                in refused.stderr), refused.stderr
+        # in its own namespace: get by name only, no listing
+        allowed = installed.as_sa("get", "secret", f"{MEMBER}-kubeconfig", "-n", NS, "-o", "name")
+        assert allowed.returncode == 0, allowed.stderr
+        listing = installed.as_sa("get", "secrets", "-n", NS)
+        assert listing.returncode != 0 and "cannot list resource \"secrets\"" in listing.stderr
+    finally:
+        fleet.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+HUB_CAN_I = [
+    ("get", "secrets", NS, True), ("get", "secrets", "default", False), ("list", "secrets", NS, False),
+    ("watch", "aiworkloads.tenbin.io", "default", True), ("patch", "aiworkloads.tenbin.io/status", "default", True),
+    ("create", "aiworkloads.tenbin.io", "default", False), ("delete", "aiworkloads.tenbin.io", "default", False),
+    ("update", "aiworkloads.tenbin.io", "default", False),
+    ("create", "gpuclusters.tenbin.io", None, False), ("delete", "gpuclusters.tenbin.io", None, False),
+    ("patch", "placementpolicies.tenbin.io", None, False), ("create", "events", "default", True),
+    ("delete", "events", "default", False), ("create", "pods", NS, False), ("list", "pods", None, False),
+    ("patch", "clusterkopfpeerings.kopf.dev/tenbin", None, True),
+    ("patch", "clusterkopfpeerings.kopf.dev/another-operator", None, False),
+    ("create", "clusterkopfpeerings.kopf.dev", None, False),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io", None, False),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io", None, False),
+]
+
+
+def test_the_chart_identity_is_least_privilege(installed: Installed) -> None:
+    got, want = {}, {}
+    for verb, resource, namespace, expected in HUB_CAN_I:
+        where = ["-n", namespace] if namespace else []
+        res = installed.fleet.kubectl("auth", "can-i", verb, resource, *where, "--as", SA, check=False)
+        got[(verb, resource, namespace)] = res.stdout.strip() == "yes"
+        want[(verb, resource, namespace)] = expected
+    assert got == want
+
+
+MEMBER_CAN_I = [
+    ("list", "nodes", None, True), ("list", "pods", None, True), ("create", "namespaces", None, True),
+    ("patch", "jobs.batch", "any", True), ("delete", "deployments.apps", "any", True),
+    ("get", "secrets", "kube-system", False), ("create", "pods", "any", False), ("patch", "nodes", None, False),
+    ("delete", "namespaces", None, False), ("create", "daemonsets.apps", "any", False),
+]
+
+
+def test_the_member_identity_is_least_privilege(installed: Installed) -> None:
+    got, want = {}, {}
+    for verb, resource, namespace, expected in MEMBER_CAN_I:
+        where = ["-n", namespace] if namespace else []
+        res = installed.as_sa("auth", "can-i", verb, resource, *where, kubeconfig=installed.member_sa_kubeconfig)
+        got[(verb, resource, namespace)] = res.stdout.strip() == "yes"
+        want[(verb, resource, namespace)] = expected
+    assert got == want
+    refused = installed.as_sa("get", "secrets", "-n", "kube-system", kubeconfig=installed.member_sa_kubeconfig)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
+
+
+def test_helm_upgrade_then_uninstall_keeps_crds_and_custom_resources(installed: Installed,
+                                                                      operator: ChartOperator) -> None:
+    fleet, helm, hub_kc = installed.fleet, installed.helm, str(installed.fleet.kubeconfig("hub"))
+    helm.run("upgrade", "tenbin", str(HUB_CHART), "--namespace", NS, "--kubeconfig", hub_kc, "--reuse-values",
+             "--set", "replicaCount=3", "--set", "operator.resyncSeconds=5")
+    dep = hub_json(fleet, "deployment", "tenbin", "-n", NS)
+    assert dep["spec"]["replicas"] == 3
+    assert "--resync-seconds=5" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    # an invalid upgrade is refused before anything changes
+    bad = helm.run("upgrade", "tenbin", str(HUB_CHART), "--namespace", NS, "--kubeconfig", hub_kc, "--reuse-values",
+                   "--set", "replicaCount=0", check=False)
+    assert bad.returncode != 0 and "at '/replicaCount'" in bad.stderr
+    assert hub_json(fleet, "deployment", "tenbin", "-n", NS)["spec"]["replicas"] == 3
+
+    operator.stop()  # the RBAC it runs with goes away with the release
+    helm.run("uninstall", "tenbin", "--namespace", NS, "--kubeconfig", hub_kc)
+    for kind, name, namespaced in (("deployment", "tenbin", True), ("clusterrole", "tenbin", False),
+                                   ("role", "tenbin-secrets", True), ("clusterkopfpeering", "tenbin", False)):
+        where = ["-n", NS] if namespaced else []
+        assert fleet.kubectl("get", kind, name, *where, "--ignore-not-found", "-o", "name").stdout.strip() == "", kind
+    for crd in CRDS:  # Helm never deletes crds/: the AIWorkloads and GPUClusters survive an uninstall
+        assert hub_json(fleet, "crd", crd)["metadata"]["name"] == crd
+    assert any(c["metadata"]["name"] == MEMBER for c in hub_json(fleet, "gpuclusters")["items"])
+
+
