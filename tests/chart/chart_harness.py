@@ -95,5 +95,17 @@ def kubeconfig_for_token(server: str, ca_b64: str, token: str, name: str) -> str
     }, sort_keys=False)
 
 
+def crds_established(fleet: Any, *names: str) -> bool:
+    """Every named CRD reports Established=True (kubectl wait errors out while a new CRD has no conditions)."""
+    for name in names:
+        res = fleet.kubectl("get", "crd", name, "-o", "json", check=False)
+        if res.returncode != 0:
+            return False
+        conditions = (json.loads(res.stdout).get("status") or {}).get("conditions") or []
+        if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return False
+    return True
+
+
 def json_of(res: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(res.stdout)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_harness import HUB_CHART, MEMBER_CHART, ROOT, Helm, json_of, kubeconfig_for_token
+from chart_harness import HUB_CHART, MEMBER_CHART, ROOT, Helm, crds_established, json_of, kubeconfig_for_token
 from health_lua import health
 
 from operator_harness import DELETE_GRACE, RESYNC, UNREACHABLE_AFTER, OperatorProcess, aiw, apply, hub_json, workload
@@ -83,7 +83,7 @@ def installed(fleet: Fleet, helm: Helm, tmp_path_factory: pytest.TempPathFactory
     hub_kc, member_kc = str(fleet.kubeconfig("hub")), str(fleet.kubeconfig(MEMBER))
     try:
         out = helm.run("install", "tenbin", str(HUB_CHART), "--namespace", NS, "--kubeconfig", hub_kc).stdout
-        fleet.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{c}" for c in CRDS))
+        wait_until("CRDs Established", lambda: crds_established(fleet, *CRDS), timeout=60)
         fleet.kubectl("apply", "-f", str(FIXTURE_FLEET),
                       "-f", str(ROOT / "examples" / "policy" / "default.yaml"))
         helm.run("install", "tenbin-member", str(MEMBER_CHART), "--namespace", NS, "--create-namespace",
