@@ -240,6 +240,34 @@ def test_peering_keeps_a_second_replica_standing_by(installed: Installed, operat
     assert _log_permission_errors(operator) == []
 
 
+def test_a_kubeconfig_secret_outside_the_release_namespace_is_refused(installed: Installed,
+                                                                      operator: ChartOperator) -> None:
+    """What a user sees when a GPUCluster points at a Secret the operator may not read."""
+    fleet = installed.fleet
+    fleet.kubectl("create", "secret", "generic", "elsewhere-kubeconfig", "-n", "default",
+                  f"--from-file=kubeconfig={fleet.kubeconfig(MEMBER)}")
+    doc = {"apiVersion": "tenbin.io/v1alpha1", "kind": "GPUCluster", "metadata": {"name": "t-chart-elsewhere"},
+           "spec": {"tier": "OnPrem", "jurisdiction": "JP",
+                    "gpus": [{"model": "H100-80GB", "count": 8, "memoryGiB": 80, "pricePerGPUHour": 1,
+                              "currency": "JPY"}],
+                    "connection": {"kubeconfigSecretRef": {"namespace": "default", "name": "elsewhere-kubeconfig"}}}}
+    fleet.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    try:
+        def refused() -> bool:
+            st = hub_json(fleet, "gpucluster", "t-chart-elsewhere").get("status") or {}
+            return st.get("phase") == "NotReady" and "403" in (st.get("message") or "")
+
+        wait_until("t-chart-elsewhere NotReady with a 403", refused, timeout=60, abort=operator._died)
+        st = hub_json(fleet, "gpucluster", "t-chart-elsewhere")["status"]
+        assert "read Secret default/elsewhere-kubeconfig" in st["message"], st["message"]
+    finally:  # deleted while the operator runs: it releases Kopf's finalizer
+        fleet.kubectl("delete", "gpucluster", "t-chart-elsewhere", "--wait=false", check=False)
+        wait_until("t-chart-elsewhere gone", lambda: not fleet.kubectl(
+            "get", "gpucluster", "t-chart-elsewhere", "--ignore-not-found", "-o", "name").stdout.strip(),
+            timeout=60, abort=operator._died)
+        fleet.kubectl("delete", "secret", "elsewhere-kubeconfig", "-n", "default", check=False)
+
+
 def test_the_chart_identity_cannot_read_secrets_elsewhere(installed: Installed) -> None:
     fleet = installed.fleet
     other = f"chart-other-{uuid.uuid4().hex[:6]}"
