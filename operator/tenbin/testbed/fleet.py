@@ -177,6 +177,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_OWN_ARGV0 = Path("/proc/self/cmdline").read_bytes().split(b"\0")[0] if Path("/proc/self/cmdline").exists() else b""
+
+
 def pid_alive(rec: ProcessRecord) -> bool:
     """True when ``rec.pid`` is alive and is still the program we started (not a reused PID)."""
     try:
@@ -186,7 +189,10 @@ def pid_alive(rec: ProcessRecord) -> bool:
         return False
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has finished
         return False
-    return bool(cmdline) and cmdline[0].decode(errors="replace") == rec.argv[0]
+    if not cmdline or not cmdline[0] or cmdline[0] == _OWN_ARGV0:
+        # exec under way: for an instant a new child still shows its parent's (or no) command line
+        return True
+    return cmdline[0].decode(errors="replace") == rec.argv[0]
 
 
 # ---------------------------------------------------------------------------------------------- the fleet
@@ -282,7 +288,8 @@ class Fleet:
                timeout: float = STARTUP_TIMEOUT_S) -> None:
         def died() -> str | None:
             for p in procs:
-                if not pid_alive(p):
+                child = self._children.get(p.pid)
+                if (child.poll() is not None) if child is not None else not pid_alive(p):
                     return f"{p.name} exited while waiting for {what}:\n{_tail(p.log)}"
             return None
 
