@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESYNC = 1.0
 UNREACHABLE_AFTER = 3.0
 DELETE_GRACE = 5.0
+CLUSTER_LOST_AFTER = 5.0
+PENDING_TIMEOUT = 8.0
+CHECKPOINT_GRACE = 4.0
+MIN_MOVE_INTERVAL = 5.0
 
 class OperatorProcess:
     """`tenbin run` in a subprocess; stopped by the fixture that started it."""
@@ -35,7 +39,9 @@ class OperatorProcess:
                 "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                 "--health-address", "127.0.0.1", "--health-port", str(self.health_port), "--standalone",
                 "--resync-seconds", str(RESYNC), "--unreachable-after", str(UNREACHABLE_AFTER),
-                "--delete-grace", str(DELETE_GRACE)]
+                "--delete-grace", str(DELETE_GRACE), "--cluster-lost-after", str(CLUSTER_LOST_AFTER),
+                "--pending-timeout", str(PENDING_TIMEOUT), "--checkpoint-grace", str(CHECKPOINT_GRACE),
+                "--min-move-interval", str(MIN_MOVE_INTERVAL), "--migration-timeout", "60"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -81,25 +87,38 @@ def aiw(fleet: Fleet, ns: str, name: str) -> dict[str, Any]:
 
 def workload(name: str, gpus: int = 1, replicas: int = 1, classification: str = "Internal",
              jurisdictions: list[str] | None = None, run_seconds: int | None = None,
-             models: list[str] | None = None) -> dict[str, Any]:
-    """An AIWorkload running a Job; its pods 'run' for run_seconds on KWOK (default: 1-5 s)."""
+             models: list[str] | None = None, tiers: list[str] | None = None,
+             required_labels: list[str] | None = None, migration: dict[str, Any] | None = None,
+             kind: str = "Job") -> dict[str, Any]:
+    """An AIWorkload running a Job (pods 'run' for run_seconds on KWOK, default 1-5 s) or a Deployment."""
     # KWOK completes a Job pod after a delay drawn between delay and jitter-delay: pin both
     annotations = {"pod-complete.stage.kwok.x-k8s.io/delay": f"{run_seconds}s",
                    "pod-complete.stage.kwok.x-k8s.io/jitter-delay": f"{run_seconds}s"} if run_seconds else {}
+    residency: dict[str, Any] = {"dataClassification": classification}
+    if jurisdictions:
+        residency["jurisdictions"] = jurisdictions
+    if tiers:
+        residency["tiers"] = tiers
+    if required_labels:
+        residency["requiredLabels"] = required_labels
+    pod = {"metadata": {"annotations": annotations, "labels": {"app": name}},
+           "spec": {"containers": [{"name": "main", "image": "registry.example.com/train:1",
+                                    "resources": {"limits": {"nvidia.com/gpu": gpus}}}]}}
+    if kind == "Job":
+        pod["spec"]["restartPolicy"] = "Never"
+        template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+                    "spec": {"parallelism": replicas, "completions": replicas, "backoffLimit": 0, "template": pod}}
+    else:
+        template = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                    "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": pod}}
     spec: dict[str, Any] = {
         "gpu": {"count": gpus, **({"models": models} if models else {})},
         "replicas": replicas,
-        "residency": {"dataClassification": classification, **({"jurisdictions": jurisdictions}
-                                                                if jurisdictions else {})},
-        "template": {
-            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"parallelism": replicas, "completions": replicas, "backoffLimit": 0, "template": {
-                "metadata": {"annotations": annotations},
-                "spec": {"restartPolicy": "Never", "containers": [{
-                    "name": "main", "image": "registry.example.com/train:1",
-                    "resources": {"limits": {"nvidia.com/gpu": gpus}}}]}}},
-        },
+        "residency": residency,
+        "template": template,
     }
+    if migration:
+        spec["migration"] = migration
     return {"apiVersion": "tenbin.io/v1alpha1", "kind": "AIWorkload", "metadata": {"name": name}, "spec": spec}
 
 

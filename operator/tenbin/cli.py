@@ -48,7 +48,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tenbin.services.controller import Config
 
     cfg = Config(resync_seconds=args.resync_seconds, unreachable_after_seconds=args.unreachable_after,
-                 delete_grace_seconds=args.delete_grace)
+                 delete_grace_seconds=args.delete_grace, cluster_lost_after_seconds=args.cluster_lost_after,
+                 pending_timeout_seconds=args.pending_timeout, max_failovers=args.max_failovers,
+                 min_move_interval_seconds=args.min_move_interval, checkpoint_grace_seconds=args.checkpoint_grace,
+                 migration_timeout_seconds=args.migration_timeout,
+                 max_concurrent_migrations=args.max_concurrent_migrations)
     return run(RunOptions(
         kubeconfig=args.kubeconfig, metrics_address=args.metrics_address, metrics_port=args.metrics_port,
         health_address=args.health_address, health_port=args.health_port, standalone=args.standalone,
@@ -83,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds without a successful observation before a member turns NotReady")
     run.add_argument("--delete-grace", type=float, default=30.0,
                      help="seconds deletion waits for an unreachable member before releasing the AIWorkload")
+    mig = run.add_argument_group("migration")
+    mig.add_argument("--cluster-lost-after", type=float, default=30.0,
+                     help="seconds a member may be unreachable before its workloads are re-placed")
+    mig.add_argument("--pending-timeout", type=float, default=120.0,
+                     help="seconds pods may stay unschedulable in a member before trying the next cluster")
+    mig.add_argument("--max-failovers", type=int, default=3, help="capacity failovers per workload")
+    mig.add_argument("--min-move-interval", type=float, default=30.0,
+                     help="seconds between two failure-driven moves of one workload")
+    mig.add_argument("--checkpoint-grace", type=float, default=60.0,
+                     help="seconds a Job's source waits for tenbin.io/checkpoint-done")
+    mig.add_argument("--migration-timeout", type=float, default=300.0,
+                     help="seconds a make-before-break target may take to become Ready")
+    mig.add_argument("--max-concurrent-migrations", type=int, default=10, help="moves in flight at once")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_cmd_run)
 

@@ -203,7 +203,9 @@ def test_member_outage_turns_cluster_notready_and_new_work_avoids_it(operator: O
 
 def test_deleting_while_member_is_down_finishes_with_a_warning(operator: OperatorProcess, ns: str) -> None:
     fleet = operator.fleet
-    apply(fleet, ns, workload("stranded", gpus=1, jurisdictions=["US"], run_seconds=600))
+    # policy Never: the outage does not move it away, so deletion meets the unreachable member
+    apply(fleet, ns, workload("stranded", gpus=1, jurisdictions=["US"], run_seconds=600,
+                              migration={"policy": "Never"}))
     wait_until("Running", lambda: aiw(fleet, ns, "stranded").get("status", {}).get("phase") == "Running", timeout=60)
     member = aiw(fleet, ns, "stranded")["status"]["placement"]["cluster"]
     assert member == "t-hyperscaler-us"

@@ -58,6 +58,9 @@ class MigrationPhase(StrEnum):
 
     PENDING = "Pending"
     """Decided, nothing applied yet."""
+    CHECKPOINTING = "Checkpointing"
+    """Batch work: the source was asked to checkpoint (annotation tenbin.io/checkpoint-requested); waiting
+    for tenbin.io/checkpoint-done or the grace period."""
     STARTING_TARGET = "StartingTarget"
     """The template is applied on the target cluster; waiting for it to run."""
     STOPPING_SOURCE = "StoppingSource"
@@ -197,7 +200,11 @@ class HistoryEntry(ApiModel):
 
     time: Timestamp
     event: Annotated[str, Field(max_length=64)]
-    """Scheduled | Migrated | Evicted | Failed | ..."""
+    """Scheduled | Running | Succeeded | Failed | Migrated | Evacuated | MigrationFailed"""
+    reason: Annotated[str, Field(max_length=64)] | None = None
+    """For moves: ClusterLost | CapacityFailover | ResidencyDrift | Cost | Evacuation | Requested."""
+    from_: Annotated[Text | None, Field(alias="from")] = None
+    """For moves: the cluster the workload left."""
     cluster: Text | None = None
     gpu_model: Token | None = None
     price_per_gpu_hour: Annotated[Price | None, Field(alias="pricePerGPUHour")] = None
@@ -210,6 +217,10 @@ class MigrationStatus(ApiModel):
 
     from_: Annotated[Text, Field(alias="from")]
     to: Text
+    gpu_model: Token | None = None
+    """The GPU model on the target cluster."""
+    resume_hint: Message | None = None
+    """Batch work: what the source reported in tenbin.io/checkpoint-done (passed to the target)."""
     reason: Message
     phase: MigrationPhase
     started_at: Timestamp

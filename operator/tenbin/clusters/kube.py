@@ -189,6 +189,23 @@ class KubeGateway:
     async def apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
         return await run_blocking(self._apply, obj)
 
+    def _annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
+        try:
+            res = self._resource(ref.api_version, ref.kind)
+            self._dynamic().patch(
+                res, body={"metadata": {"annotations": dict(annotations)}}, name=ref.name,
+                namespace=ref.namespace or None, content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except GatewayError:
+            raise
+        except (ApiException, DynamicApiError, HTTPError, OSError) as e:
+            raise _wrap(f"{self.name}: annotate {ref}", e) from None
+
+    async def annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
+        """Merge annotations into an object (None removes one): the checkpoint handshake's channel."""
+        await run_blocking(self._annotate, ref, annotations)
+
     def _delete(self, ref: ObjectRef) -> bool:
         try:
             res = self._resource(ref.api_version, ref.kind)

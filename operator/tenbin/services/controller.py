@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,12 +34,14 @@ from tenbin.services.member_objects import (
     workload_key,
 )
 from tenbin.services.metrics import Metrics
+from tenbin.services.migrator import Migrator, active_migration, stale_copy
 from tenbin.services.validation import semantic_error
 
 log = logging.getLogger("tenbin")
 
 FINALIZER = "tenbin.io/member-cleanup"
 POLICY_NAME = "default"
+EXCLUDED = 1 << 40  # "reserved" GPUs that take a cluster out of an alternatives query
 SPEC_PLUGINS = frozenset({"selector", "residency", "model", "budget"})
 
 PostEvent = Callable[[Mapping[str, Any], str, str, str], None]  # body, type, reason, message
@@ -70,6 +73,20 @@ class Config:
     history_limit: int = 10
     status_heartbeat_seconds: float = 60.0
     """GPUCluster.status.lastSyncTime is refreshed at least this often even when nothing changes."""
+    cluster_lost_after_seconds: float = 30.0
+    """A member unreachable this long is lost: its workloads are re-placed (policy allowing)."""
+    pending_timeout_seconds: float = 120.0
+    """Pods unschedulable in the member this long: try the next feasible cluster."""
+    max_failovers: int = 3
+    """Capacity failovers per workload before it stays where it is."""
+    min_move_interval_seconds: float = 30.0
+    """Failure-driven moves of one workload are at least this far apart."""
+    checkpoint_grace_seconds: float = 60.0
+    """How long a Job's source waits for tenbin.io/checkpoint-done before it is stopped anyway."""
+    migration_timeout_seconds: float = 300.0
+    """Make-before-break: how long the target may take to become Ready before the move is abandoned."""
+    max_concurrent_migrations: int = 10
+    """Global rate limit: moves in flight at once."""
 
 
 @dataclass
@@ -135,6 +152,7 @@ class Controller:
         self._snapshot: Snapshot | None = None
         self._seeded = False
         self._background: set[asyncio.Future[None]] = set()
+        self.migrator = Migrator(self)
 
     # ------------------------------------------------------------------------------------ hub view
 
@@ -193,7 +211,7 @@ class Controller:
         key = workload_key(body)
         if deleted:
             self.workloads.pop(key, None)
-            self._release(key)
+            self.release(key)
             self.unschedulable.discard(key)
             self.retry_at.pop(key, None)
             self.applied.pop(key, None)
@@ -204,7 +222,7 @@ class Controller:
             self.workloads[key] = dict(body)
         return key
 
-    def _lock(self, key: str) -> asyncio.Lock:
+    def lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
@@ -220,8 +238,11 @@ class Controller:
             self.reservations.setdefault(key, Reservation(
                 p["cluster"], p["gpuModel"], int(p.get("gpus") or 0), body["metadata"].get("uid", "")))
 
-    def _release(self, key: str) -> None:
+    def release(self, key: str) -> None:
         self.reservations.pop(key, None)
+
+    def reserve(self, key: str, cluster: str, model: str, gpus: int, uid: str) -> None:
+        self.reservations[key] = Reservation(cluster, model, gpus, uid)
 
     def reserved(self) -> dict[tuple[str, str], int]:
         """GPUs promised to placed workloads whose pods the member's inventory does not show yet."""
@@ -293,7 +314,7 @@ class Controller:
     # ---------------------------------------------------------------------------------- reconcile
 
     async def reconcile(self, key: str) -> None:
-        async with self._lock(key):
+        async with self.lock(key):
             body = self.workloads.get(key)
             if body is None:
                 return
@@ -369,19 +390,17 @@ class Controller:
 
         self.unschedulable.discard(key)
         base = decision.base_currency
-        pl = {"cluster": chosen.cluster, "tier": str(chosen.tier), "jurisdiction": chosen.jurisdiction,
-              "gpuModel": chosen.model, "pricePerGPUHour": round(chosen.price_base, 4), "currency": base,
-              "score": round(chosen.score, 2), "gpus": decision.gpus}
+        pl = self.placement_dict(chosen.cluster, chosen.model, decision.gpus, chosen.score)
         message = f"placed on {chosen.cluster} ({chosen.model}, {chosen.price_base:g} {base}/GPU-h): " \
                   f"{decision.reason}"
         conditions = set_condition(conditions, "Scheduled", "True", "Placed", message, generation)
-        history = self._history(status, "Scheduled", chosen.cluster, chosen.model, chosen.price_base, base)
+        history = self.history(status, "Scheduled", chosen.cluster, chosen.model, chosen.price_base, base)
         patch = {"status": {"phase": "Scheduled", "placement": pl, "message": message[:4096],
                             "conditions": conditions, "observedGeneration": generation, "history": history}}
         try:
             body = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
         except BaseException:
-            self._release(key)
+            self.release(key)
             raise
         self.workloads[key] = body
         self.post_event(body, "Normal", "Scheduled", message)
@@ -408,8 +427,10 @@ class Controller:
         self._restore_reservation(body)
         status = body.get("status") or {}
         cluster = placement["cluster"]
+        if active_migration(body):
+            return  # the migrator owns the member objects until the move completes
         if is_finished(status.get("phase")):
-            self._release(key)
+            self.release(key)
             return
         st = self.clusters.get(cluster)
         observed = None
@@ -439,15 +460,68 @@ class Controller:
 
     def _conflict(self, wl: AIWorkload, cluster: str, model: str | None) -> str | None:
         """Why (cluster, model) breaks the workload's rules now; capacity and health are not rule conflicts."""
-        decision = self.scheduler().place(wl, self.snapshot(), reserved={})
-        reasons = decision.diagnosis.reasons.get((cluster, model or ""), ())
-        relevant = [str(r) for r in reasons if r.plugin in SPEC_PLUGINS]
-        return "; ".join(relevant) or None
+        return "; ".join(self.violations(wl, cluster, model or "", SPEC_PLUGINS)) or None
 
-    def _history(self, status: Mapping[str, Any], event: str, cluster: str | None, model: str | None,
-                 price: float | None, currency: str | None, message: str | None = None) -> list[dict[str, Any]]:
+    def violations(self, wl: AIWorkload, cluster: str, model: str, plugins: frozenset[str]) -> tuple[str, ...]:
+        """Every reason the given filter plugins reject (cluster, model) for this workload now."""
+        decision = self.scheduler().place(wl, self.snapshot(), reserved={})
+        return tuple(str(r) for r in decision.diagnosis.reasons.get((cluster, model), ()) if r.plugin in plugins)
+
+    def alternatives(self, wl: AIWorkload, exclude: set[str]) -> tuple[Any, ...]:
+        """Feasible candidates (best first) outside `exclude`, as if the workload were new."""
+        reserved = self.reserved_for(wl.spec.gpu.count)
+        mine = self.reservations.get(wl.key)
+        if mine is not None and (mine.cluster, mine.model) in reserved:
+            reserved[(mine.cluster, mine.model)] = max(0, reserved[(mine.cluster, mine.model)] - mine.gpus)
+        for name in exclude:
+            st = self.clusters.get(name)
+            if st is not None and st.model is not None:
+                for g in st.model.spec.gpus:
+                    reserved[(name, g.model)] = EXCLUDED
+        return self.scheduler().place(wl, self.snapshot(), reserved=reserved).top
+
+    def diagnose(self, body: Mapping[str, Any]) -> str:
+        try:
+            wl = AIWorkload.model_validate(body)
+        except ValidationError as e:
+            return _first_error(e)
+        return self.scheduler().place(wl, self.snapshot(), reserved=self.reserved_for(wl.spec.gpu.count)).reason
+
+    def price_base(self, cluster: str, model: str) -> float:
+        st = self.clusters.get(cluster)
+        if st is None or st.model is None:
+            return math.nan
+        for g in st.model.spec.gpus:
+            if g.model == model:
+                v = self.scheduler().policy.to_base(float(g.price_per_gpu_hour), str(g.currency))
+                return math.nan if v is None else float(v)
+        return math.nan
+
+    def placement_dict(self, cluster: str, model: str, gpus: int, score: float | None = None) -> dict[str, Any]:
+        st = self.clusters.get(cluster)
+        out: dict[str, Any] = {"cluster": cluster, "gpuModel": model, "gpus": gpus,
+                               "currency": self.scheduler().policy.base_currency}
+        if st is not None and st.model is not None:
+            out["tier"] = str(st.model.spec.tier)
+            out["jurisdiction"] = st.model.spec.jurisdiction
+        price = self.price_base(cluster, model)
+        if not math.isnan(price):
+            out["pricePerGPUHour"] = round(price, 4)
+        if score is not None:
+            out["score"] = round(score, 2)
+        return out
+
+    @staticmethod
+    def with_condition(status: Mapping[str, Any], type_: str, value: str, reason: str,
+                       message: str) -> list[dict[str, Any]]:
+        return set_condition(list(status.get("conditions") or []), type_, value, reason, message)
+
+    def history(self, status: Mapping[str, Any], event: str, cluster: str | None, model: str | None,
+                price: float | None, currency: str | None, message: str | None = None,
+                reason: str | None = None, from_: str | None = None) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"time": now_iso(), "event": event}
-        for k, v in (("cluster", cluster), ("gpuModel", model), ("currency", currency), ("message", message)):
+        for k, v in (("cluster", cluster), ("gpuModel", model), ("currency", currency), ("message", message),
+                     ("reason", reason), ("from", from_)):
             if v:
                 entry[k] = v
         if price is not None:
@@ -477,9 +551,12 @@ class Controller:
         fins = list(meta.get("finalizers") or [])
         if FINALIZER not in fins:
             return
-        placement = (body.get("status") or {}).get("placement") or {}
-        cluster = placement.get("cluster")
-        if cluster:
+        status = body.get("status") or {}
+        copies = {(status.get("placement") or {}).get("cluster")}
+        m = active_migration(body)
+        if m:
+            copies |= {m.get("from"), m.get("to")}
+        for cluster in sorted(c for c in copies if c):
             st = self.clusters.get(cluster)
             try:
                 if st is None or st.gateway is None:
@@ -500,7 +577,7 @@ class Controller:
         except GatewayError as e:
             if e.status != 404:
                 raise
-        self._release(key)
+        self.release(key)
         self.retry_at.pop(key, None)
 
     # --------------------------------------------------------------------------- cluster monitor
@@ -552,6 +629,8 @@ class Controller:
         await self._write_cluster_status(st)
         if st.observation is not None and st.phase == "Ready":
             await self._follow(st)
+        await self.migrator.evaluate(st)
+        await self.migrator.advance_for(st.name)
         if before != after:
             self._nudge_unschedulable()
         await self._run_due()
@@ -592,36 +671,39 @@ class Controller:
             p = ((body.get("status") or {}).get("placement") or {})
             if p.get("cluster") == st.name:
                 by_uid[body["metadata"]["uid"]] = wkey
+        known = {b["metadata"].get("uid"): b for b in self.workloads.values()}
         for uid, obj in st.observation.objects.items():
             found = by_uid.get(uid)
             if found is None:
-                if self._seeded and not any(b["metadata"].get("uid") == uid for b in self.workloads.values()):
-                    log.info("removing orphan %s from %s", obj.ref, st.name)
+                owner = known.get(uid)
+                orphan = owner is None or stale_copy(owner, st.name)
+                if self._seeded and orphan and st.gateway is not None:
+                    log.info("removing %s copy %s from %s", "orphan" if owner is None else "stale", obj.ref, st.name)
                     try:
-                        await st.gateway.delete(obj.ref) if st.gateway else None
+                        await st.gateway.delete(obj.ref)
                     except GatewayError as e:
                         log.warning("orphan %s in %s: %s", obj.ref, st.name, e)
                 continue
             key = found
             r = self.reservations.get(key)
             phase, message = observed_phase(obj)
-            if r is not None and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
-                self._release(key)
+            if r is not None and r.cluster == st.name and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
+                self.release(key)  # this member's inventory now counts the workload's GPUs
             await self._set_phase(key, phase, message)
         self._update_cost()
 
     async def _set_phase(self, key: str, phase: str, message: str) -> None:
-        async with self._lock(key):
+        async with self.lock(key):
             body = self.workloads.get(key)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return
             status = body.get("status") or {}
-            if status.get("phase") == phase or is_finished(status.get("phase")):
+            if status.get("phase") == phase or is_finished(status.get("phase")) or active_migration(body):
                 return
             p = status.get("placement") or {}
             patch: dict[str, Any] = {"phase": phase, "message": f"{message} on {p.get('cluster')}"}
             if phase in ("Running", "Succeeded", "Failed"):
-                patch["history"] = self._history(status, phase, p.get("cluster"), p.get("gpuModel"), None, None,
+                patch["history"] = self.history(status, phase, p.get("cluster"), p.get("gpuModel"), None, None,
                                                  message)
             meta = body["metadata"]
             try:

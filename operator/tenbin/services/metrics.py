@@ -31,5 +31,8 @@ class Metrics:
             "tenbin_member_errors", "Failed calls to member clusters", ["cluster", "operation"], registry=r)
         self.member_syncs = Counter(
             "tenbin_member_syncs", "Observation rounds of each member, by result", ["cluster", "result"], registry=r)
+        self.migrations = Counter(
+            "tenbin_migrations", "Migrations by trigger and result (started, completed, failed, no-target)",
+            ["reason", "result"], registry=r)
         self.invalid_specs = Counter(
             "tenbin_invalid_specs", "AIWorkloads rejected by validation", ["field"], registry=r)

@@ -1,0 +1,372 @@
+"""Moving placed work: when (the pure `should_migrate`) and how (migration as data in status.migration).
+
+How a move happens, one step per observation round, each step recorded in `status.migration.phase`:
+
+- Long-running work (Deployment, StatefulSet, ReplicaSet) is make-before-break:
+  Pending -> StartingTarget (applied on the target; wait until Ready, or the deadline fails the move
+  and the source keeps running) -> StoppingSource (source deleted) -> Completed.
+- Batch work (Job) never runs twice: Pending -> Checkpointing (the source object is annotated
+  `tenbin.io/checkpoint-requested`; wait for `tenbin.io/checkpoint-done` or the grace period)
+  -> StoppingSource (source deleted; wait until gone) -> Completed (applied on the target with
+  `tenbin.io/resume-from` and `tenbin.io/checkpoint` annotations on the object and its pods).
+- An unreachable source is not waited for: its stale copy is removed when the member returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from tenbin.api import AIWorkload
+from tenbin.clusters.gateway import GatewayError
+from tenbin.scheduling.migration import Alternative, Current, History, Limits, Move, Policy, Trigger, should_migrate
+from tenbin.services.member_objects import is_finished, member_object, member_ref, observed_phase, workload_key
+
+if TYPE_CHECKING:
+    from tenbin.services.controller import ClusterState, Controller
+
+log = logging.getLogger("tenbin.migration")
+
+CHECKPOINT_REQUESTED = "tenbin.io/checkpoint-requested"
+CHECKPOINT_DONE = "tenbin.io/checkpoint-done"
+RESUME_FROM = "tenbin.io/resume-from"
+CHECKPOINT = "tenbin.io/checkpoint"
+EVACUATE_ANNOTATION = "tenbin.io/evacuate"
+REPLACE_ANNOTATION = "tenbin.io/replace"
+MAKE_BEFORE_BREAK = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
+ACTIVE = frozenset({"Pending", "Checkpointing", "StartingTarget", "StoppingSource"})
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ts(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def active_migration(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    m = (body.get("status") or {}).get("migration")
+    return m if m and m.get("phase") in ACTIVE else None
+
+
+def history_of(body: Mapping[str, Any]) -> History:
+    entries = (body.get("status") or {}).get("history") or []
+    last = None
+    failovers = 0
+    failed: set[str] = set()
+    for e in entries:
+        if e.get("event") in ("Scheduled", "Migrated"):
+            last = _ts(e.get("time")) or last
+        if e.get("event") == "Migrated" and e.get("reason") == Trigger.CAPACITY_FAILOVER:
+            failovers += 1
+            if e.get("from"):
+                failed.add(e["from"])
+    return History(last_move_at=last, failovers=failovers, failed_clusters=frozenset(failed))
+
+
+class Migrator:
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        self.pending_since: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------------- deciding
+
+    def limits(self) -> Limits:
+        c = self.ctl.config
+        return Limits(cluster_lost_after=c.cluster_lost_after_seconds, pending_timeout=c.pending_timeout_seconds,
+                      max_failovers=c.max_failovers, min_move_interval=c.min_move_interval_seconds)
+
+    def _active_count(self) -> int:
+        return sum(1 for b in self.ctl.workloads.values() if active_migration(b))
+
+    async def evaluate(self, st: ClusterState) -> None:
+        """Decide for every workload placed on this member whether it should move now."""
+        ctl = self.ctl
+        for key, body in list(ctl.workloads.items()):
+            status = body.get("status") or {}
+            p = status.get("placement") or {}
+            if p.get("cluster") != st.name or is_finished(status.get("phase")) or active_migration(body):
+                continue
+            if body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                wl = AIWorkload.model_validate(body)
+            except ValidationError:
+                continue
+            move = self.decide(key, body, wl, st)
+            requested = REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {})
+            if move is None:
+                if requested:
+                    await self._consume_request(key, body, "no other feasible cluster; staying on " + st.name)
+                continue
+            if requested and move.trigger == Trigger.REQUESTED:
+                await self._consume_request(key, body, None)
+            await self.start(key, move)
+
+    def decide(self, key: str, body: Mapping[str, Any], wl: AIWorkload, st: ClusterState) -> Move | None:
+        ctl = self.ctl
+        p = body["status"]["placement"]
+        cluster, model = p["cluster"], p.get("gpuModel") or ""
+        now_m = time.monotonic()
+        uid = body["metadata"]["uid"]
+        obj = st.observation.objects.get(uid) if st.observation else None
+        if obj is not None and obj.pods_unschedulable > 0 and st.phase == "Ready":
+            since = self.pending_since.setdefault(key, now_m)
+        else:
+            self.pending_since.pop(key, None)
+            since = now_m
+        annotations = (st.body.get("metadata") or {}).get("annotations") or {}
+        cordoned = bool((st.body.get("spec") or {}).get("cordoned"))
+        current = Current(
+            cluster=cluster, model=model, price_base=ctl.price_base(cluster, model),
+            reachable=st.phase == "Ready",
+            unreachable_for=(now_m - st.first_failure) if st.first_failure is not None else 0.0,
+            pending_for=now_m - since,
+            residency_violations=ctl.violations(wl, cluster, model, plugins=frozenset({"residency"})),
+            evacuating=cordoned and str(annotations.get(EVACUATE_ANNOTATION, "")).lower() == "true",
+            replace_requested=REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}),
+        )
+        mig = wl.spec.migration
+        policy = Policy(str(mig.policy), float(mig.min_savings_percent), float(mig.cooldown_seconds)) \
+            if mig is not None else Policy()
+        history = history_of(body)
+        exclude = {cluster}
+        if current.pending_for >= ctl.config.pending_timeout_seconds:
+            exclude |= set(history.failed_clusters)
+        alternatives = [Alternative(c.cluster, c.model, c.price_base, c.score)
+                        for c in ctl.alternatives(wl, exclude)]
+        return should_migrate(current, alternatives, policy, history, self.limits(), time.time())
+
+    async def _consume_request(self, key: str, body: Mapping[str, Any], outcome: str | None) -> None:
+        meta = body["metadata"]
+        try:
+            self.ctl.workloads[key] = await self.ctl.hub.patch(
+                "AIWorkload", meta["namespace"], meta["name"],
+                {"metadata": {"annotations": {REPLACE_ANNOTATION: None}}})
+        except GatewayError as e:
+            log.warning("consume re-place request of %s: %s", key, e)
+            return
+        if outcome:
+            self.ctl.post_event(body, "Normal", "ReplaceRequest", outcome)
+
+    # ------------------------------------------------------------------------------------- starting
+
+    async def start(self, key: str, move: Move) -> None:
+        ctl = self.ctl
+        async with ctl.lock(key):
+            body = ctl.workloads.get(key)
+            if body is None or active_migration(body):
+                return
+            status = body.get("status") or {}
+            p = status.get("placement") or {}
+            meta = body["metadata"]
+            source = p["cluster"]
+            if move.target is None:
+                await self._no_target(key, body, move)
+                return
+            if self._active_count() >= ctl.config.max_concurrent_migrations:
+                log.info("migration of %s deferred: %d already in flight", key, self._active_count())
+                return
+            now = time.time()
+            ctl.reserve(key, move.target.cluster, move.target.model, int(p.get("gpus") or 0), meta["uid"])
+            migration = {"from": source, "to": move.target.cluster, "gpuModel": move.target.model,
+                         "reason": move.reason[:1024], "phase": "Pending", "startedAt": _iso(now),
+                         "deadline": _iso(now + ctl.config.migration_timeout_seconds)}
+            patch = {"status": {"phase": "Migrating", "migration": migration,
+                                "message": f"migrating from {source} to {move.target.cluster}: {move.reason}"}}
+            ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
+            ctl.post_event(body, "Warning" if move.mandatory else "Normal", "Migrating",
+                           f"{source} -> {move.target.cluster}: {move.reason}")
+            ctl.metrics.migrations.labels(str(move.trigger), "started").inc()
+        await self.advance(key)
+
+    async def _no_target(self, key: str, body: dict[str, Any], move: Move) -> None:
+        """Nowhere to go. Drift: stop the work now. Lost cluster: give up the placement. Else: say so once."""
+        ctl = self.ctl
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        p = status.get("placement") or {}
+        source = p["cluster"]
+        if move.trigger not in (Trigger.RESIDENCY_DRIFT, Trigger.CLUSTER_LOST):
+            if status.get("message", "").endswith("(no target)"):
+                return
+            msg = f"{move.reason}; no other feasible cluster (no target)"
+            ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"],
+                                                            {"status": {"message": msg}})
+            ctl.post_event(body, "Warning", "NoMigrationTarget", msg)
+            return
+        st = ctl.clusters.get(source)
+        if move.trigger == Trigger.RESIDENCY_DRIFT and st is not None and st.gateway is not None:
+            try:
+                await st.gateway.delete(member_ref(body))
+            except GatewayError as e:
+                log.warning("evacuating %s from %s: %s (the stale copy goes when it is reachable)", key, source, e)
+        diagnosis = ctl.diagnose(body)
+        event = "Evacuated" if move.trigger == Trigger.RESIDENCY_DRIFT else "Lost"
+        msg = f"{move.reason}; stopped there and waiting: {diagnosis}"
+        conditions = ctl.with_condition(status, "Scheduled", "False", str(move.trigger), msg)
+        history = ctl.history(status, event, None, None, None, None, msg[:256], reason=str(move.trigger),
+                              from_=source)
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
+            "phase": "Unschedulable", "placement": None, "message": msg[:4096], "conditions": conditions,
+            "history": history}})
+        ctl.release(key)
+        ctl.unschedulable.add(key)
+        ctl.post_event(body, "Warning", event, msg)
+        ctl.metrics.migrations.labels(str(move.trigger), "no-target").inc()
+
+    # ------------------------------------------------------------------------------------ advancing
+
+    async def advance_for(self, cluster: str) -> None:
+        for key, body in list(self.ctl.workloads.items()):
+            m = active_migration(body)
+            if m and cluster in (m.get("from"), m.get("to")):
+                await self.advance(key)
+
+    async def advance(self, key: str) -> None:
+        ctl = self.ctl
+        async with ctl.lock(key):
+            body = ctl.workloads.get(key)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            m = active_migration(body)
+            if m is None:
+                return
+            try:
+                await self._step(key, body, dict(m))
+            except GatewayError as e:
+                log.warning("migration of %s: %s (will retry)", key, e)
+
+    async def _step(self, key: str, body: dict[str, Any], m: dict[str, Any]) -> None:
+        ctl = self.ctl
+        src, dst = ctl.clusters.get(m["from"]), ctl.clusters.get(m["to"])
+        uid = body["metadata"]["uid"]
+        kind = body["spec"]["template"]["kind"]
+        src_up = src is not None and src.phase == "Ready" and src.gateway is not None
+        src_obj = src.observation.objects.get(uid) if src_up and src and src.observation else None
+        dst_obj = dst.observation.objects.get(uid) if dst and dst.observation else None
+        now = time.time()
+        deadline = _ts(m.get("deadline")) or now
+        phase = m["phase"]
+        ref = member_ref(body)
+
+        if phase == "Pending":
+            if kind in MAKE_BEFORE_BREAK:
+                await self._apply_target(body, m)
+                await self._set(key, body, m, "StartingTarget", deadline=now + ctl.config.migration_timeout_seconds)
+            elif src_up and src_obj is not None and src is not None and src.gateway is not None:
+                await src.gateway.annotate(ref, {CHECKPOINT_REQUESTED: _iso(now)})
+                await self._set(key, body, m, "Checkpointing", deadline=now + ctl.config.checkpoint_grace_seconds)
+            else:
+                await self._set(key, body, m, "StoppingSource")
+        elif phase == "Checkpointing":
+            done = ((src_obj.body.get("metadata") or {}).get("annotations") or {}).get(CHECKPOINT_DONE) \
+                if src_obj is not None else None
+            if done is not None or not src_up or src_obj is None or now >= deadline:
+                hint = str(done) if done is not None else ("none: grace period expired" if src_up else
+                                                           "none: source unreachable")
+                if src_up and src_obj is not None and src is not None and src.gateway is not None:
+                    await src.gateway.delete(ref)
+                await self._set(key, body, m, "StoppingSource", resume_hint=hint[:1024])
+        elif phase == "StartingTarget":
+            ready = dst_obj is not None and observed_phase(dst_obj)[0] == "Running"
+            if ready:
+                if src_up and src_obj is not None and src is not None and src.gateway is not None:
+                    await src.gateway.delete(ref)
+                    await self._set(key, body, m, "StoppingSource")
+                else:
+                    await self._complete(key, body, m)
+            elif now >= deadline:
+                await self._fail(key, body, m, "the target did not become ready before the deadline")
+        elif phase == "StoppingSource" and (not src_up or src_obj is None):
+            if kind not in MAKE_BEFORE_BREAK:
+                await self._apply_target(body, m)
+            await self._complete(key, body, m)
+
+    async def _apply_target(self, body: Mapping[str, Any], m: Mapping[str, Any]) -> None:
+        ctl = self.ctl
+        st = ctl.clusters.get(m["to"])
+        if st is None or st.gateway is None:
+            raise GatewayError(f"migration target {m['to']} is not connected")
+        obj = member_object(body, m["to"])
+        if obj.get("kind") not in MAKE_BEFORE_BREAK:
+            hints = {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"}
+            obj["metadata"]["annotations"].update(hints)
+            tmpl = obj.get("spec", {}).get("template")
+            if isinstance(tmpl, dict):
+                tm = tmpl.setdefault("metadata", {})
+                tm["annotations"] = {**(tm.get("annotations") or {}), **hints}
+        await st.gateway.apply(obj)
+
+    async def _set(self, key: str, body: Mapping[str, Any], m: dict[str, Any], phase: str,
+                   deadline: float | None = None, resume_hint: str | None = None) -> None:
+        m = {**m, "phase": phase}
+        if deadline is not None:
+            m["deadline"] = _iso(deadline)
+        if resume_hint is not None:
+            m["resumeHint"] = resume_hint
+        meta = body["metadata"]
+        self.ctl.workloads[key] = await self.ctl.hub.patch_status(
+            "AIWorkload", meta["namespace"], meta["name"], {"status": {"migration": m}})
+
+    async def _complete(self, key: str, body: Mapping[str, Any], m: dict[str, Any]) -> None:
+        ctl = self.ctl
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        old = status.get("placement") or {}
+        gpus = int(old.get("gpus") or 0)
+        placement = ctl.placement_dict(m["to"], m.get("gpuModel") or old.get("gpuModel") or "", gpus)
+        trigger = str(m.get("reason", "")).split(":", 1)[0]
+        msg = f"migrated from {m['from']} to {m['to']}: {m.get('reason')}"
+        history = ctl.history(status, "Migrated", m["to"], placement.get("gpuModel"), placement.get("pricePerGPUHour"),
+                              placement.get("currency"), msg[:256], reason=trigger, from_=m["from"])
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
+            "phase": "Scheduled", "placement": placement, "message": msg[:4096], "history": history,
+            "migration": {**m, "phase": "Completed"}}})
+        ctl.applied[key] = int(meta.get("generation") or 0)
+        self.pending_since.pop(key, None)
+        ctl.post_event(body, "Normal", "Migrated", msg)
+        ctl.metrics.migrations.labels(trigger, "completed").inc()
+
+    async def _fail(self, key: str, body: Mapping[str, Any], m: dict[str, Any], why: str) -> None:
+        ctl = self.ctl
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        dst = ctl.clusters.get(m["to"])
+        if dst is not None and dst.gateway is not None:
+            try:
+                await dst.gateway.delete(member_ref(body))
+            except GatewayError as e:
+                log.warning("removing failed target copy of %s from %s: %s", key, m["to"], e)
+        msg = f"migration to {m['to']} failed: {why}; staying on {m['from']}"
+        history = ctl.history(status, "MigrationFailed", m["to"], None, None, None, msg[:256],
+                              reason=str(m.get("reason", "")).split(":", 1)[0], from_=m["from"])
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
+            "phase": "Scheduled", "message": msg, "history": history, "migration": {**m, "phase": "Failed"}}})
+        ctl.release(key)
+        ctl.post_event(body, "Warning", "MigrationFailed", msg)
+        ctl.metrics.migrations.labels(str(m.get("reason", "")).split(":", 1)[0], "failed").inc()
+
+
+def stale_copy(body: Mapping[str, Any], cluster: str) -> bool:
+    """An object of this workload in `cluster` that should not be there (placed elsewhere, no move under way)."""
+    status = body.get("status") or {}
+    p = status.get("placement") or {}
+    if p.get("cluster") == cluster:
+        return False
+    m = active_migration(body)
+    return not (m and cluster in (m.get("from"), m.get("to")))
+
+
+__all__ = ["Migrator", "active_migration", "stale_copy", "workload_key"]
