@@ -206,7 +206,17 @@ class KarmadaGateway:
         body.setdefault("metadata", {}).setdefault("annotations", {})[CLUSTER_ANNOTATION] = self.cluster_name
         # the policy first: the template is claimed by it as soon as it exists (never seen unpinned)
         self.karmada._apply(propagation_policy(body, self.cluster_name))
-        out = self.karmada._apply(body)
+        try:
+            out = self.karmada._apply(body)
+        except GatewayError as e:
+            current = self._get(ref.api_version, ref.kind, ref.namespace, ref.name) if e.status == 422 else None
+            pinned = ((current or {}).get("metadata") or {}).get("annotations", {}).get(CLUSTER_ANNOTATION)
+            if current is None or ref.kind != "Job" or pinned == self.cluster_name:
+                raise
+            # A Job moving here from another member with a changed pod template (a migration's resume hints):
+            # the pod template of a Job is immutable, and a moved Job is a new run anyway. Replace the template.
+            self._delete_one(ref.api_version, ref.kind, ref, current)
+            out = self.karmada._apply(body)
         self._kinds.add((ref.api_version, ref.kind))
         return out
 
