@@ -60,6 +60,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ))
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from tenbin.explain import explain_command
+
+    return explain_command(args.ref, args.kubeconfig, args.output)
+
+
 def _cmd_agent(args: argparse.Namespace) -> int:
     from tenbin.agent.main import agent_command
 
@@ -108,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="YAML file (multi-document) or directory of *.yaml/*.yml; repeatable")
     sim.add_argument("-o", "--output", choices=["table", "json"], default="table")
     sim.set_defaults(func=_cmd_simulate)
+
+    exp = sub.add_parser("explain", help="every candidate cluster for one AIWorkload: scores and rejections")
+    exp.add_argument("ref", metavar="NAMESPACE/NAME")
+    exp.add_argument("--kubeconfig", help="hub kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    exp.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    exp.set_defaults(func=_cmd_explain)
 
     crds = sub.add_parser("crds", help="generate the CRD YAML from the API models")
     crds.add_argument("--out", default="crds", help="directory to write (default: crds)")

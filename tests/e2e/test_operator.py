@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -231,3 +233,25 @@ def test_metrics_are_served(operator: OperatorProcess, ns: str) -> None:
     for member in SPECS:
         assert f'tenbin_free_gpus{{cluster="{member}"' in text
     assert f'tenbin_estimated_cost_per_hour{{currency="JPY",namespace="{ns}"}}' in text
+
+
+def test_explain_shows_every_candidate_with_scores_and_reasons(operator: OperatorProcess, ns: str) -> None:
+    fleet = operator.fleet
+    apply(fleet, ns, workload("explained", gpus=2, classification="Confidential", jurisdictions=["JP"],
+                              run_seconds=600))
+    wait_until("Running", lambda: aiw(fleet, ns, "explained").get("status", {}).get("phase") == "Running",
+               timeout=60)
+    placed = aiw(fleet, ns, "explained")["status"]["placement"]
+    run = [sys.executable, "-m", "tenbin", "explain", f"{ns}/explained", "--kubeconfig", str(fleet.kubeconfig("hub"))]
+    out = subprocess.run([*run, "-o", "json"], capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)["candidates"]
+    assert {(r["cluster"], r["model"]) for r in rows} == set(CAPACITY)
+    chosen = [r for r in rows if r["chosen"]]
+    assert [(r["cluster"], r["model"]) for r in chosen] == [(placed["cluster"], placed["gpuModel"])]
+    assert set(chosen[0]["breakdown"]) == {"price", "availability"}
+    us = next(r for r in rows if r["cluster"] == "t-hyperscaler-us")
+    assert not us["feasible"] and any("jurisdiction US not in [JP]" in x for x in us["reasons"])
+    table = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert "WHY NOT" in table and "t-hyperscaler-us" in table and "Traceback" not in table
+    missing = subprocess.run([*run[:4], f"{ns}/nope", *run[5:]], capture_output=True, text=True)
+    assert missing.returncode == 1 and "404" in missing.stderr and "Traceback" not in missing.stderr
