@@ -36,7 +36,7 @@ def explain_rows(workload: AIWorkload, clusters: list[GPUCluster], policy: Place
     prices = sched.price_base(snap)
     scored = {(c.cluster, c.model): c for c in decision.top}
     reasons = decision.diagnosis.reasons
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in range(snap.n_rows):
         key = (snap.cluster_name(r), snap.model_name(r))
         info = snap.clusters[int(snap.cluster[r])]
