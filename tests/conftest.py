@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from operator_harness import ROOT as _ROOT
+from operator_harness import OperatorProcess, hub_json
 from tenbin.testbed.binaries import Binaries
-from tenbin.testbed.fleet import Fleet, load_fleet
+from tenbin.testbed.fleet import Fleet, load_fleet, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_FLEET = ROOT / "tests" / "fixtures" / "fleet"
@@ -40,3 +43,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 os.environ.setdefault("TENBIN_DEV_STARTUP_TIMEOUT", "240")
+
+
+# ---------------------------------------------------- the operator against the hub (e2e, telemetry, chart)
+
+
+@pytest.fixture(scope="session")
+def hub(fleet: Fleet) -> Fleet:
+    """The fleet's hub with Tenbin's CRDs, the fixture GPUClusters and the example default policy."""
+    fleet.kubectl("apply", "--server-side", "-f", str(_ROOT / "crds"))
+    fleet.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=tenbin",
+                  "--timeout=60s")
+    fleet.kubectl("apply", "-f", str(_ROOT / "tests" / "fixtures" / "fleet"),
+                  "-f", str(_ROOT / "examples" / "policy" / "default.yaml"))
+    return fleet
+
+
+@pytest.fixture(scope="module")
+def operator(hub: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(hub, tmp_path_factory.mktemp("operator") / "operator.log")
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def ns(hub: Fleet) -> Iterator[str]:
+    """A fresh hub namespace; its AIWorkloads are deleted (and awaited) afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    hub.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        hub.kubectl("delete", "aiworkloads", "--all", "-n", name, "--wait=false", check=False)
+        wait_until(f"AIWorkloads in {name} gone",
+                   lambda: not hub_json(hub, "aiworkloads", "-n", name)["items"], timeout=60)
+        hub.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -31,6 +31,7 @@ from tenbin.api.common import (
     list_map,
     unique_by,
 )
+from tenbin.api.telemetry import TelemetrySpec
 
 GpuCount = Annotated[StrictInt, Field(ge=0, le=MAX_GPUS)]
 
@@ -125,6 +126,8 @@ class GPUClusterSpec(ApiModel):
     """True: keep running work, accept no new placements."""
     connection: ClusterConnection | None = None
     """How the operator reaches the cluster; without it the cluster can only be simulated."""
+    telemetry: TelemetrySpec | None = None
+    """Live GPU telemetry (Prometheus / DCGM exporter); without it the API inventory is used."""
 
 
 class GPUInventory(ApiModel):

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +24,8 @@ from pydantic import ValidationError
 from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.api.objects import field_path
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation
+from tenbin.clusters.kube import run_blocking
+from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
 from tenbin.services.member_objects import (
@@ -106,6 +108,9 @@ class ClusterState:
     attempted: bool = False
     last_status_write: float = 0.0
     last_status: dict[str, Any] = field(default_factory=dict)
+    telemetry: PrometheusTelemetrySource | None = None
+    telemetry_key: str | None = None
+    telemetry_condition: dict[str, str] | None = None
 
 
 @dataclass
@@ -606,7 +611,7 @@ class Controller:
         else:
             try:
                 gw = await self._connect(st)
-                obs = await gw.observe()
+                obs = await self._with_telemetry(st, await gw.observe())
                 if st.observation is None or obs.inventory != st.observation.inventory:
                     self._snapshot = None  # before any other await: no decision may use the old inventory
                 st.observation = obs
@@ -635,6 +640,33 @@ class Controller:
             self._nudge_unschedulable()
         await self._run_due()
 
+    async def _with_telemetry(self, st: ClusterState, obs: MemberObservation) -> MemberObservation:
+        """Adjust the API inventory with Prometheus/DCGM telemetry when the GPUCluster asks for it.
+
+        Telemetry can only take GPUs away (unhealthy, busy); when it is stale or down the API inventory
+        stands and the TelemetryAvailable condition says why. It never fails the observation.
+        """
+        spec = st.model.spec.telemetry if st.model is not None else None
+        prom = spec.prometheus if spec is not None else None
+        if prom is None:
+            st.telemetry, st.telemetry_key, st.telemetry_condition = None, None, None
+            return obs
+        key = prom.model_dump_json()
+        if st.telemetry is None or st.telemetry_key != key:
+            token = None
+            if prom.auth_secret_ref is not None:
+                ref = prom.auth_secret_ref
+                try:
+                    token = (await self.hub.read_secret_key(ref.namespace, ref.name, ref.key)).strip()
+                except GatewayError as e:
+                    st.telemetry_condition = {"type": "TelemetryAvailable", "status": "False",
+                                              "reason": "NoCredentials", "message": str(e)[:1024]}
+                    return obs
+            st.telemetry, st.telemetry_key = PrometheusTelemetrySource.from_spec(prom, token=token), key
+        inv, cond = await run_blocking(read_telemetry, st.telemetry, obs.inventory)
+        st.telemetry_condition = cond
+        return replace(obs, inventory=inv)
+
     async def _write_cluster_status(self, st: ClusterState) -> None:
         inv = st.observation.inventory.by_model() if st.observation else {}
         gpus = [{"model": m.model, "capacity": m.capacity, "allocatable": m.allocatable,
@@ -648,6 +680,11 @@ class Controller:
             desired["gpus"] = gpus
         conds = list((st.body.get("status") or {}).get("conditions") or [])
         conds = set_condition(conds, "Ready", "True" if st.phase == "Ready" else "False", st.reason, st.message)
+        if st.telemetry_condition is not None:
+            tc = st.telemetry_condition
+            conds = set_condition(conds, tc["type"], tc["status"], tc["reason"], tc["message"])
+        else:
+            conds = [c for c in conds if c.get("type") != "TelemetryAvailable"]
         desired_cmp = {**desired, "conditions": [(c["type"], c["status"], c["reason"]) for c in conds]}
         now = time.monotonic()
         if desired_cmp == st.last_status and now - st.last_status_write < self.config.status_heartbeat_seconds:
