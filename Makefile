@@ -37,10 +37,10 @@ lint: $(STAMP)  ## ruff, mypy, import-linter (pure layers stay pure)
 	$(VENV)/bin/lint-imports
 
 crds: $(STAMP)  ## regenerate crds/ from the pydantic models
-	$(TENBIN) crds --out crds
+	$(TENBIN) crds --out crds --docs docs/crd-reference.md
 
 verify: $(STAMP)  ## fail when crds/ differs from what the models generate
-	$(TENBIN) crds --out crds --check
+	$(TENBIN) crds --out crds --docs docs/crd-reference.md --check
 
 bench-core: $(STAMP)  ## scheduling-core microbenchmarks -> bench/results.json
 	$(PY) bench/bench_core.py

@@ -22,7 +22,27 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_crds(args: argparse.Namespace) -> int:
     from tenbin.api.crdgen import crds_command
 
-    return crds_command(Path(args.out), check=args.check)
+    rc = crds_command(Path(args.out), check=args.check)
+    if args.docs:
+        rc = max(rc, _reference(Path(args.docs), args.check))
+    return rc
+
+
+def _reference(path: Path, check: bool) -> int:
+    from tenbin.api.reference import reference_markdown
+
+    text = reference_markdown()
+    if check:
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            print(f"tenbin crds --check: {path}: differs from what the models generate; run `make crds`",
+                  file=sys.stderr)
+            return 1
+        print(f"tenbin crds --check: {path} matches the models")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
 
 
 def _cmd_dev_up(args: argparse.Namespace) -> int:
@@ -124,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     crds = sub.add_parser("crds", help="generate the CRD YAML from the API models")
     crds.add_argument("--out", default="crds", help="directory to write (default: crds)")
     crds.add_argument("--check", action="store_true", help="fail if the files on disk differ from the models")
+    crds.add_argument("--docs", metavar="PATH", help="also write (or check) the Markdown CRD reference")
     crds.set_defaults(func=_cmd_crds)
 
     dev = sub.add_parser("dev", help="a local hybrid fleet on real Kubernetes control planes")

@@ -108,7 +108,7 @@ def main() -> int:
                      "WHY"]]
             for w in sorted(items(), key=lambda x: (x["metadata"]["namespace"], x["metadata"]["name"])):
                 st, p = w.get("status") or {}, (w.get("status") or {}).get("placement") or {}
-                placed = next((h for h in st.get("history", []) if h["event"] == "Scheduled"), {})
+                placed: dict[str, Any] = next((h for h in st.get("history", []) if h["event"] == "Scheduled"), {})
                 why = (next((c["message"] for c in st.get("conditions", []) if c["type"] == "Scheduled"), "")
                        or st.get("message", ""))
                 rows.append([
