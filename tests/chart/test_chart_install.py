@@ -120,6 +120,9 @@ def installed(fleet: Fleet, helm: Helm, tmp_path_factory: pytest.TempPathFactory
         fleet.kubectl("delete", "secret", SCOPED_SECRET, "-n", NS, "--ignore-not-found", check=False)
         helm.run("uninstall", "tenbin", "--namespace", NS, "--kubeconfig", hub_kc, check=False)
         helm.run("uninstall", "tenbin-member", "--namespace", NS, "--kubeconfig", member_kc, check=False)
+        # Helm's server-side apply left field manager "helm" owning the CRDs it created: take them back the
+        # way docs/install.md upgrades CRDs, so later tests' `kubectl apply --server-side` meets no conflict
+        fleet.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"), check=False)
 
 
 @pytest.fixture(scope="module")
