@@ -15,9 +15,12 @@ For the member ``X`` (the Karmada ``Cluster`` named in ``spec.connection.karmada
     (``ResourceBinding.status.aggregatedStatus`` for X; a Job's ``ready`` is there, not in the summed
     template status), keyed by the ``tenbin.io/workload-uid`` label, with GPUs bound from X's pods.
   X is NotReady for Tenbin when Karmada reports its Cluster not Ready or the proxy cannot reach it.
-- ``delete(ref)`` removes the template and its policy only while the policy still pins X: after a
-  re-pin, deleting "the copy on the source" must not tear down the moved workload (Karmada removes
-  the source's copy itself, when the source is reachable).
+- ``delete(ref)`` removes the template and its policy only while the policy pins X alone; pinned to X and
+  another member (a make-before-break move), it withdraws X from the policy; pinned elsewhere only, it does
+  nothing: after a re-pin, deleting "the copy on the source" must not tear down the moved workload (Karmada
+  removes the source's copy itself, when the source is reachable).
+- Moves: a Deployment/StatefulSet applied here while pinned elsewhere is pinned to both until the source's
+  delete; a Job is withdrawn from the old member first and applied afresh (a new run, immutable pod template).
 """
 
 from __future__ import annotations
@@ -64,8 +67,9 @@ PROXY_PATH = "/apis/cluster.karmada.io/v1alpha1/clusters/{}/proxy"
 DELETE_ATTEMPTS = 3
 
 
-def propagation_policy(obj: Mapping[str, Any], cluster: str) -> dict[str, Any]:
-    """The PropagationPolicy that pins ``obj`` (a template in the Karmada apiserver) to ``cluster`` alone."""
+def propagation_policy(obj: Mapping[str, Any], clusters: list[str]) -> dict[str, Any]:
+    """The PropagationPolicy that pins ``obj`` (a template in the Karmada apiserver) to ``clusters``: the member
+    Tenbin chose, or during a make-before-break move the source and the target."""
     ref = ObjectRef.of(obj)
     labels = {k: v for k, v in ((obj.get("metadata") or {}).get("labels") or {}).items()
               if k in (MANAGED_BY_LABEL, UID_LABEL, NAME_LABEL, NAMESPACE_LABEL)}
@@ -73,11 +77,11 @@ def propagation_policy(obj: Mapping[str, Any], cluster: str) -> dict[str, Any]:
         "apiVersion": POLICY_API, "kind": "PropagationPolicy",
         "metadata": {"name": ref.name, "namespace": ref.namespace,
                      "labels": {**labels, MANAGED_BY_LABEL: MANAGED_BY},
-                     "annotations": {CLUSTER_ANNOTATION: cluster}},
+                     "annotations": {CLUSTER_ANNOTATION: ",".join(clusters)}},
         "spec": {
             "resourceSelectors": [{"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name,
                                    "namespace": ref.namespace}],
-            "placement": {"clusterAffinity": {"clusterNames": [cluster]},
+            "placement": {"clusterAffinity": {"clusterNames": list(clusters)},
                           "replicaScheduling": {"replicaSchedulingType": "Duplicated"}},
         },
     }
@@ -178,8 +182,8 @@ class KarmadaGateway:
             meta = tmpl.get("metadata") or {}
             uid = (meta.get("labels") or {}).get(UID_LABEL)
             ns, name = meta.get("namespace", ""), meta["name"]
-            if not uid or pinned_to(policies.get((ns, name))) != [self.cluster_name]:
-                continue  # not ours, or pinned elsewhere (moved): another gateway reports it
+            if not uid or self.cluster_name not in (pinned_to(policies.get((ns, name))) or []):
+                continue  # not ours, or pinned elsewhere only (moved): another gateway reports it
             binding = bindings.get((ns, binding_name(tmpl["kind"], name)))
             status = _member_status(binding, self.cluster_name)
             its = by_uid_pods.get(uid, [])
@@ -201,22 +205,40 @@ class KarmadaGateway:
     # ---- apply / delete / annotate -----------------------------------------------------------------
 
     def _apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+        try:
+            return self._apply_pinned(obj)
+        except GatewayError:
+            raise
+        except (ApiException, DynamicApiError, HTTPError, OSError) as e:
+            raise _wrap(f"{self.name}: apply {ObjectRef.of(obj)} through Karmada", e) from None
+
+    def _apply_pinned(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = ObjectRef.of(obj)
         body = copy.deepcopy(dict(obj))
         body.setdefault("metadata", {}).setdefault("annotations", {})[CLUSTER_ANNOTATION] = self.cluster_name
+        current = self._get(ref.api_version, ref.kind, ref.namespace, ref.name)
+        pins = pinned_to(self._get(POLICY_API, "PropagationPolicy", ref.namespace, ref.name)) or []
+        clusters = [self.cluster_name]
+        if current is not None and any(c != self.cluster_name for c in pins):
+            if ref.kind == "Job":
+                # A Job moving here: a new run (with the migration's resume hints in its pod template, which is
+                # immutable). Withdraw the old template first; Karmada removes its binding and works.
+                self._delete_one(ref.api_version, ref.kind, ref, current)
+                current = None
+            else:
+                # Long-running work moving here: run on both members until the source's delete withdraws it
+                # (make-before-break through Karmada: Duplicated onto the old and the new member).
+                clusters = [*pins, self.cluster_name] if self.cluster_name not in pins else pins
+        if current is None:
+            # a binding without its template is a previous one Karmada is still removing: a new template now
+            # could have its binding written into the old one as that goes away. Try again next round.
+            rb = self._get(BINDING_API, "ResourceBinding", ref.namespace, binding_name(ref.kind, ref.name))
+            if rb is not None:
+                raise GatewayError(f"{self.name}: apply {ref}: Karmada is still removing the previous binding "
+                                   f"{rb['metadata']['name']}; retrying", 409)
         # the policy first: the template is claimed by it as soon as it exists (never seen unpinned)
-        self.karmada._apply(propagation_policy(body, self.cluster_name))
-        try:
-            out = self.karmada._apply(body)
-        except GatewayError as e:
-            current = self._get(ref.api_version, ref.kind, ref.namespace, ref.name) if e.status == 422 else None
-            pinned = ((current or {}).get("metadata") or {}).get("annotations", {}).get(CLUSTER_ANNOTATION)
-            if current is None or ref.kind != "Job" or pinned == self.cluster_name:
-                raise
-            # A Job moving here from another member with a changed pod template (a migration's resume hints):
-            # the pod template of a Job is immutable, and a moved Job is a new run anyway. Replace the template.
-            self._delete_one(ref.api_version, ref.kind, ref, current)
-            out = self.karmada._apply(body)
+        self.karmada._apply(propagation_policy(body, clusters))
+        out = self.karmada._apply(body)
         self._kinds.add((ref.api_version, ref.kind))
         return out
 
@@ -224,7 +246,11 @@ class KarmadaGateway:
         return await run_blocking(self._apply, obj)
 
     def _delete(self, ref: ObjectRef) -> bool:
-        """Delete the template and its policy if they are still pinned to this member; True if it went."""
+        """Withdraw the object from this member, if Karmada still places it here; True if it was.
+
+        Pinned here alone: the template and its policy are deleted. Pinned here and elsewhere (a make-before-
+        break move under way): this member is removed from the policy. Pinned elsewhere only: nothing to do.
+        """
         try:
             for _ in range(DELETE_ATTEMPTS):
                 tmpl = self._get(ref.api_version, ref.kind, ref.namespace, ref.name)
@@ -232,30 +258,41 @@ class KarmadaGateway:
                 pins = pinned_to(policy)
                 if pins is None and tmpl is not None:  # no policy: go by the template's own record
                     pins = [((tmpl.get("metadata") or {}).get("annotations") or {}).get(CLUSTER_ANNOTATION, "")]
-                if pins != [self.cluster_name]:
+                if not pins or self.cluster_name not in pins:
                     return False  # re-pinned elsewhere (or gone): not this member's to remove
-                deleted = False
-                if tmpl is not None:
-                    try:
+                try:
+                    if policy is not None and pins != [self.cluster_name]:
+                        rest = [c for c in pins if c != self.cluster_name]
+                        self._repin(ref, policy, rest)
+                        return True
+                    deleted = False
+                    if tmpl is not None:
                         self._delete_one(ref.api_version, ref.kind, ref, tmpl)
                         deleted = True
-                    except GatewayError as e:
-                        if e.status == 409:  # changed meanwhile (a re-pin?): look again
-                            continue
-                        raise
-                if policy is not None:
-                    try:
+                    if policy is not None:
                         self._delete_one(POLICY_API, "PropagationPolicy", ref, policy)
-                    except GatewayError as e:
-                        if e.status == 409:
-                            continue
-                        raise
-                return deleted
+                    return deleted
+                except GatewayError as e:
+                    if e.status == 409:  # changed meanwhile (a re-pin?): look again
+                        continue
+                    raise
             raise GatewayError(f"{self.name}: delete {ref}: kept changing under us", 409)
         except GatewayError:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
             raise _wrap(f"{self.name}: delete {ref} through Karmada", e) from None
+
+    def _repin(self, ref: ObjectRef, policy: Mapping[str, Any], clusters: list[str]) -> None:
+        res = self.karmada._resource(POLICY_API, "PropagationPolicy")
+        patch = {"metadata": {"resourceVersion": policy["metadata"]["resourceVersion"],
+                              "annotations": {CLUSTER_ANNOTATION: ",".join(clusters)}},
+                 "spec": {"placement": {"clusterAffinity": {"clusterNames": clusters}}}}
+        try:
+            self.karmada._dynamic().patch(res, body=patch, name=ref.name, namespace=ref.namespace,
+                                          content_type="application/merge-patch+json",
+                                          _request_timeout=REQUEST_TIMEOUT)
+        except (ApiException, DynamicApiError) as e:
+            raise _wrap(f"{self.name}: re-pin {ref} to {clusters}", e) from None
 
     def _delete_one(self, api_version: str, kind: str, ref: ObjectRef, current: Mapping[str, Any]) -> None:
         res = self.karmada._resource(api_version, kind)
