@@ -296,6 +296,7 @@ def test_the_chart_identity_cannot_read_secrets_elsewhere(installed: Installed) 
 HUB_CAN_I = [
     ("get", "secrets", NS, True), ("get", "secrets", "default", False), ("list", "secrets", NS, False),
     ("watch", "aiworkloads.tenbin.io", "default", True), ("patch", "aiworkloads.tenbin.io/status", "default", True),
+    ("get", "aiworkloads.tenbin.io", "default", False),
     ("create", "aiworkloads.tenbin.io", "default", False), ("delete", "aiworkloads.tenbin.io", "default", False),
     ("update", "aiworkloads.tenbin.io", "default", False),
     ("create", "gpuclusters.tenbin.io", None, False), ("delete", "gpuclusters.tenbin.io", None, False),
