@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv with tenbin and its dev tools
 
-testbed:  ## build and cache kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok (once)
-	bash testbed/build.sh
+testbed:  ## build and cache the real parts the tests run, from Go modules (once; ~15 min cold on 2 cores)
+	bash testbed/build.sh          # kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok
+	bash testbed/build-helm.sh     # helm (the real engine the chart tests use) and Argo CD's CRDs
+	bash testbed/build-karmada.sh  # Karmada, for `tenbin dev up --karmada` and tests/karmada
 
 demo: $(STAMP) testbed  ## the main job: where the examples go and why, then the live fleet's GPU inventory
 	$(PY) -m tenbin.demo
@@ -36,11 +38,13 @@ lint: $(STAMP)  ## ruff, mypy, import-linter (pure layers stay pure)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-crds: $(STAMP)  ## regenerate crds/ from the pydantic models
+crds: $(STAMP)  ## regenerate crds/, docs/crd-reference.md and the chart's CRDs from the pydantic models
 	$(TENBIN) crds --out crds --docs docs/crd-reference.md
+	cp crds/*.yaml charts/tenbin/crds/
 
-verify: $(STAMP)  ## fail when crds/ differs from what the models generate
+verify: $(STAMP)  ## fail when crds/, docs/crd-reference.md or the chart's CRDs differ from the models
 	$(TENBIN) crds --out crds --docs docs/crd-reference.md --check
+	bash charts/verify.sh
 
 bench-core: $(STAMP)  ## scheduling-core microbenchmarks -> bench/results.json
 	$(PY) bench/bench_core.py

@@ -213,8 +213,6 @@ def test_metrics_reflect_no_driver() -> None:
     assert m.registry.get_sample_value("tenbin_agent_nvml_up") == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="tenbin/cli.py passes `agent` options through argparse.REMAINDER, which "
-                                       "rejects option-like first arguments; cli.py is not this module's to change")
 def test_tenbin_agent_subcommand_passes_options_through() -> None:
     res = subprocess.run([sys.executable, "-m", "tenbin", "agent", "--help"], capture_output=True, text=True,
                          timeout=60, check=False)

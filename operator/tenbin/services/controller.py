@@ -155,6 +155,7 @@ class Controller:
         self._locks: dict[str, asyncio.Lock] = {}
         self._scheduler: Scheduler | None = None
         self._snapshot: Snapshot | None = None
+        self.snapshot_builds = 0  # a new number whenever the fleet as the core sees it changed
         self._seeded = False
         self._background: set[asyncio.Future[None]] = set()
         self.migrator = Migrator(self)
@@ -169,7 +170,7 @@ class Controller:
             self.observe_policy(body)
         for body in await self.hub.list("AIWorkload"):
             self.observe_workload(body)
-            self._restore_reservation(body)
+            self.restore_reservation(body)
         self._seeded = True
 
     def observe_policy(self, body: Mapping[str, Any], deleted: bool = False) -> None:
@@ -220,6 +221,7 @@ class Controller:
             self.unschedulable.discard(key)
             self.retry_at.pop(key, None)
             self.applied.pop(key, None)
+            self.migrator.forget(key)
         else:
             old = self.workloads.get(key)
             if old is not None and _rv(old) > _rv(body):
@@ -235,7 +237,7 @@ class Controller:
 
     # ------------------------------------------------------------------------------- reservations
 
-    def _restore_reservation(self, body: Mapping[str, Any]) -> None:
+    def restore_reservation(self, body: Mapping[str, Any]) -> None:
         status = body.get("status") or {}
         p = status.get("placement") or {}
         if p.get("cluster") and p.get("gpuModel") and not is_finished(status.get("phase")):
@@ -309,6 +311,7 @@ class Controller:
     def snapshot(self) -> Snapshot:
         if self._snapshot is None:
             self._snapshot = Snapshot(self.cluster_models())
+            self.snapshot_builds += 1
         return self._snapshot
 
     def ready_to_place(self) -> bool:
@@ -429,7 +432,7 @@ class Controller:
     async def _keep_placed(self, key: str, body: dict[str, Any], wl: AIWorkload, placement: Mapping[str, Any],
                            generation: int) -> None:
         """A placed workload: restore its reservation, re-apply a changed template, re-check the fit."""
-        self._restore_reservation(body)
+        self.restore_reservation(body)
         status = body.get("status") or {}
         cluster = placement["cluster"]
         if active_migration(body):
@@ -619,6 +622,10 @@ class Controller:
                 st.phase, st.reason, st.message = "Ready", "Observed", "member apiserver reachable"
                 self.metrics.member_syncs.labels(name, "ok").inc()
             except GatewayError as e:
+                if e.status in (401, 403) and st.gateway is not None:
+                    # credentials rotated or expired: read the kubeconfig Secret again next round
+                    await st.gateway.close()
+                    st.gateway, st.gateway_key = None, None
                 self.metrics.member_errors.labels(name, "observe").inc()
                 self.metrics.member_syncs.labels(name, "error").inc()
                 st.first_failure = st.first_failure or now

@@ -79,6 +79,7 @@ class Migrator:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
         self.pending_since: dict[str, float] = {}
+        self._judged: dict[str, tuple[int, int]] = {}  # key -> (snapshot build, generation) last found settled
 
     # ------------------------------------------------------------------------------------- deciding
 
@@ -100,11 +101,24 @@ class Migrator:
                 continue
             if body["metadata"].get("deletionTimestamp"):
                 continue
+            if not self._worth_deciding(key, body, st):
+                continue
             try:
                 wl = AIWorkload.model_validate(body)
             except ValidationError:
                 continue
-            move = self.decide(key, body, wl, st)
+            # Decide and reserve the target's GPUs atomically, as a new placement does: no other decision
+            # may take them in between (there is no await inside the lock).
+            async with ctl.placement_lock:
+                move = self.decide(key, body, wl, st)
+                if move is not None and move.target is not None:
+                    if self._active_count() >= ctl.config.max_concurrent_migrations:
+                        log.info("migration of %s deferred: %d already in flight", key, self._active_count())
+                        continue
+                    gpus = int((status.get("placement") or {}).get("gpus") or 0)
+                    ctl.reserve(key, move.target.cluster, move.target.model, gpus, body["metadata"]["uid"])
+            if move is None:
+                self._judged[key] = (ctl.snapshot_builds, int(body["metadata"].get("generation") or 0))
             requested = REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {})
             if move is None:
                 if requested:
@@ -113,6 +127,32 @@ class Migrator:
             if requested and move.trigger == Trigger.REQUESTED:
                 await self._consume_request(key, body, None)
             await self.start(key, move)
+
+    def forget(self, key: str) -> None:
+        self._judged.pop(key, None)
+        self.pending_since.pop(key, None)
+
+    def _worth_deciding(self, key: str, body: Mapping[str, Any], st: ClusterState) -> bool:
+        """Skip the decision when nothing it depends on changed since it last found nothing to do.
+
+        Residency, prices and alternatives only change with the fleet snapshot or the workload's spec;
+        loss, pending pods, requests, evacuation and cost (cooldown expiry) are checked every round.
+        """
+        ctl = self.ctl
+        ctl.snapshot()
+        if self._judged.get(key) != (ctl.snapshot_builds, int(body["metadata"].get("generation") or 0)):
+            return True
+        spec = body.get("spec") or {}
+        if (spec.get("migration") or {}).get("policy") == "CostAware":
+            return True
+        if st.phase != "Ready" or REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}):
+            return True
+        if key in self.pending_since:
+            return True
+        obj = st.observation.objects.get(body["metadata"]["uid"]) if st.observation else None
+        if obj is not None and obj.pods_unschedulable > 0:
+            return True
+        return bool((st.body.get("spec") or {}).get("cordoned"))
 
     def decide(self, key: str, body: Mapping[str, Any], wl: AIWorkload, st: ClusterState) -> Move | None:
         ctl = self.ctl
@@ -166,7 +206,11 @@ class Migrator:
         ctl = self.ctl
         async with ctl.lock(key):
             body = ctl.workloads.get(key)
-            if body is None or active_migration(body):
+            if body is None or active_migration(body) or not (body.get("status") or {}).get("placement"):
+                if move.target is not None:  # the target was reserved with the decision: give it back
+                    ctl.release(key)
+                    if body is not None:
+                        ctl.restore_reservation(body)
                 return
             status = body.get("status") or {}
             p = status.get("placement") or {}
@@ -175,17 +219,18 @@ class Migrator:
             if move.target is None:
                 await self._no_target(key, body, move)
                 return
-            if self._active_count() >= ctl.config.max_concurrent_migrations:
-                log.info("migration of %s deferred: %d already in flight", key, self._active_count())
-                return
             now = time.time()
-            ctl.reserve(key, move.target.cluster, move.target.model, int(p.get("gpus") or 0), meta["uid"])
             migration = {"from": source, "to": move.target.cluster, "gpuModel": move.target.model,
                          "reason": move.reason[:1024], "phase": "Pending", "startedAt": _iso(now),
                          "deadline": _iso(now + ctl.config.migration_timeout_seconds)}
             patch = {"status": {"phase": "Migrating", "migration": migration,
                                 "message": f"migrating from {source} to {move.target.cluster}: {move.reason}"}}
-            ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
+            try:
+                ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
+            except BaseException:
+                ctl.release(key)  # no move recorded: the reservation goes back to where the workload is
+                ctl.restore_reservation(body)
+                raise
             ctl.post_event(body, "Warning" if move.mandatory else "Normal", "Migrating",
                            f"{source} -> {move.target.cluster}: {move.reason}")
             ctl.metrics.migrations.labels(str(move.trigger), "started").inc()
