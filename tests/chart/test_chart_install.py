@@ -325,6 +325,7 @@ MEMBER_CAN_I = [
     ("patch", "jobs.batch", "any", True), ("delete", "deployments.apps", "any", True),
     ("get", "secrets", "kube-system", False), ("create", "pods", "any", False), ("patch", "nodes", None, False),
     ("delete", "namespaces", None, False), ("create", "daemonsets.apps", "any", False),
+    ("get", "serviceaccounts", "any", True), ("create", "serviceaccounts", "any", False),
 ]
 
 

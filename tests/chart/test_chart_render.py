@@ -150,6 +150,7 @@ def test_default_member_render(helm: Helm) -> None:
     assert got == {
         ("tenbin-member-hub-access", ("",), ("nodes", "pods"), ("list",)),
         ("tenbin-member-hub-access", ("",), ("namespaces",), ("get", "create")),
+        ("tenbin-member-hub-access", ("",), ("serviceaccounts",), ("get",)),
         ("tenbin-member-hub-access", ("batch",), ("jobs",), ("get", "list", "create", "patch", "delete")),
         ("tenbin-member-hub-access", ("apps",), ("deployments", "statefulsets"),
          ("get", "list", "create", "patch", "delete")),

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from tenbin.inventory.model import TERMINAL_POD_PHASES, pod_gpu_request
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = (3.0, 15.0)  # connect, read (seconds)
+SERVICE_ACCOUNT_WAIT_S = 10.0
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # Kinds listed on every observation; kinds first seen in an applied template are added.
 KARMADA_MANAGED_LABEL = "karmada.io/managed"
@@ -170,7 +172,25 @@ class KubeGateway:
             except ApiException as e2:
                 if e2.status != 409:
                     raise
+            self._await_default_service_account(namespace)
         self._namespaces.add(namespace)
+
+    def _await_default_service_account(self, namespace: str) -> None:
+        """A new namespace gets its `default` ServiceAccount a moment later; pods created before that are
+        refused, and a Job controller backs off for many seconds. Wait for it (bounded) before applying."""
+        deadline = time.monotonic() + SERVICE_ACCOUNT_WAIT_S
+        delay = 0.05
+        while time.monotonic() < deadline:
+            try:
+                self.core.read_namespaced_service_account("default", namespace, _request_timeout=REQUEST_TIMEOUT)
+                return
+            except ApiException as e:
+                if e.status == 403:
+                    return  # not allowed to look (older member RBAC): apply anyway, the Job controller retries
+                if e.status != 404:
+                    raise
+            time.sleep(delay)  # in a worker thread, polling a condition with a deadline
+            delay = min(delay * 2, 0.5)
 
     def _apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = ObjectRef.of(obj)

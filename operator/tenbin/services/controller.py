@@ -201,16 +201,18 @@ class Controller:
         st = self.clusters.get(name)
         if st is None:
             st = self.clusters[name] = ClusterState(name, body)
-        old_spec = st.body.get("spec")
+        old = (st.body.get("spec"), (st.body.get("metadata") or {}).get("labels"))
+        new = (body.get("spec"), (body.get("metadata") or {}).get("labels"))
         st.body = body
+        if st.model is not None and old == new:
+            return st  # only its status changed (our own write): the core sees nothing new
         try:
             st.model = GPUCluster.model_validate({**body, "status": None})
             st.invalid = None
         except ValidationError as e:
             st.model, st.invalid = None, _first_error(e)
         self._snapshot = None
-        if old_spec != body.get("spec"):
-            self._nudge_unschedulable()
+        self._nudge_unschedulable()
         return st
 
     def observe_workload(self, body: Mapping[str, Any], deleted: bool = False) -> str:
@@ -222,6 +224,9 @@ class Controller:
             self.retry_at.pop(key, None)
             self.applied.pop(key, None)
             self.migrator.forget(key)
+            lock = self._locks.get(key)
+            if lock is not None and not lock.locked():
+                del self._locks[key]
         else:
             old = self.workloads.get(key)
             if old is not None and _rv(old) > _rv(body):
