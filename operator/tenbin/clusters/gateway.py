@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tenbin.inventory import ClusterInventory
+from tenbin.inventory.model import TERMINAL_POD_PHASES, pod_gpu_request
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "tenbin"
@@ -67,6 +68,33 @@ class MemberObservation:
 
     inventory: ClusterInventory
     objects: Mapping[str, ObservedObject] = field(default_factory=dict)  # by workload UID
+
+
+def pods_by_uid(pods: list[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """A member's pods grouped by the workload UID label Tenbin puts on pod templates."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for p in pods:
+        uid = ((p.get("metadata") or {}).get("labels") or {}).get(UID_LABEL)
+        if uid:
+            out.setdefault(uid, []).append(p)
+    return out
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> bool:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            return True
+    return False
+
+
+def observed_object(obj: Mapping[str, Any], uid: str, pods: list[Mapping[str, Any]]) -> ObservedObject:
+    """A managed object with the GPUs its bound pods hold and how many of its pods wait (or cannot run)."""
+    bound = sum(pod_gpu_request(p) for p in pods
+                if (p.get("spec") or {}).get("nodeName")
+                and (p.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES)
+    pending = [p for p in pods if not (p.get("spec") or {}).get("nodeName")]
+    unschedulable = sum(1 for p in pending if _unschedulable(p))
+    return ObservedObject(ObjectRef.of(obj), uid, obj, bound, len(pending), unschedulable)
 
 
 class ClusterGateway(Protocol):

@@ -45,19 +45,19 @@ from tenbin.clusters.gateway import (
     MemberObservation,
     ObjectRef,
     ObservedObject,
+    observed_object,
+    pods_by_uid,
 )
 from tenbin.clusters.kube import (
     DEFAULT_KINDS,
     MANAGED_SELECTOR,
     REQUEST_TIMEOUT,
     KubeGateway,
-    _unschedulable,
     _wrap,
     api_client_from_kubeconfig,
     run_blocking,
 )
 from tenbin.inventory import inventory_from_objects
-from tenbin.inventory.model import TERMINAL_POD_PHASES, pod_gpu_request
 
 POLICY_API = "policy.karmada.io/v1alpha1"
 BINDING_API = "work.karmada.io/v1alpha2"
@@ -172,11 +172,7 @@ class KarmadaGateway:
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
             raise _wrap(f"{self.name}: observe through Karmada", e) from None
 
-        by_uid_pods: dict[str, list[Mapping[str, Any]]] = {}
-        for p in pods:
-            uid = ((p.get("metadata") or {}).get("labels") or {}).get(UID_LABEL)
-            if uid:
-                by_uid_pods.setdefault(uid, []).append(p)
+        by_uid_pods = pods_by_uid(pods)
         observed: dict[str, ObservedObject] = {}
         for tmpl in templates:
             meta = tmpl.get("metadata") or {}
@@ -191,12 +187,7 @@ class KarmadaGateway:
                 # Karmada reflects a Job's active/succeeded/failed/conditions, not `ready`: count X's ready pods
                 status["ready"] = sum(1 for p in its if _pod_ready(p))
             body = {**tmpl, "status": status}
-            bound = sum(pod_gpu_request(p) for p in its
-                        if (p.get("spec") or {}).get("nodeName")
-                        and (p.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES)
-            pending = [p for p in its if not (p.get("spec") or {}).get("nodeName")]
-            unsched = sum(1 for p in pending if _unschedulable(p))
-            observed[uid] = ObservedObject(ObjectRef.of(tmpl), uid, body, bound, len(pending), unsched)
+            observed[uid] = observed_object(body, uid, its)
         return MemberObservation(inventory_from_objects(nodes, pods), observed)
 
     async def observe(self) -> MemberObservation:

@@ -31,9 +31,10 @@ from tenbin.clusters.gateway import (
     MemberObservation,
     ObjectRef,
     ObservedObject,
+    observed_object,
+    pods_by_uid,
 )
 from tenbin.inventory import inventory_from_objects
-from tenbin.inventory.model import TERMINAL_POD_PHASES, pod_gpu_request
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = (3.0, 15.0)  # connect, read (seconds)
@@ -133,24 +134,14 @@ class KubeGateway:
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
             raise _wrap(f"{self.name}: observe", e) from None
 
-        by_uid_pods: dict[str, list[Mapping[str, Any]]] = {}
-        for p in pods:
-            uid = ((p.get("metadata") or {}).get("labels") or {}).get(UID_LABEL)
-            if uid:
-                by_uid_pods.setdefault(uid, []).append(p)
+        by_uid_pods = pods_by_uid(pods)
         observed: dict[str, ObservedObject] = {}
         for obj in objects:
             labels = (obj.get("metadata") or {}).get("labels") or {}
             uid = labels.get(UID_LABEL)
             if not uid or labels.get(KARMADA_MANAGED_LABEL) == "true":
                 continue  # not ours, or Karmada's copy of a template Tenbin placed through Karmada
-            its = by_uid_pods.get(uid, [])
-            bound = sum(pod_gpu_request(p) for p in its
-                        if (p.get("spec") or {}).get("nodeName")
-                        and (p.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES)
-            pending = [p for p in its if not (p.get("spec") or {}).get("nodeName")]
-            unsched = sum(1 for p in pending if _unschedulable(p))
-            observed[uid] = ObservedObject(ObjectRef.of(obj), uid, obj, bound, len(pending), unsched)
+            observed[uid] = observed_object(obj, uid, by_uid_pods.get(uid, []))
         return MemberObservation(inventory_from_objects(nodes, pods), observed)
 
     async def observe(self) -> MemberObservation:
@@ -261,9 +252,3 @@ def _plain(_client: Any, data: dict[str, Any]) -> dict[str, Any]:
     (which cost more CPU than the request itself for lists of hundreds of Jobs)."""
     return data
 
-
-def _unschedulable(pod: Mapping[str, Any]) -> bool:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
-            return True
-    return False
