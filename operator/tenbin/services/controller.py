@@ -121,6 +121,47 @@ class Reservation:
     uid: str
 
 
+class Reservations(dict[str, Reservation]):
+    """Reservations by workload key, with a `version` that changes with every change, so `reserved()` can
+    reuse its sum: the migrator asks for it once per placed workload per member sync, which made summing
+    every reservation again the operator's top CPU cost at a few thousand AIWorkloads."""
+
+    version = 0
+
+    def __setitem__(self, key: str, value: Reservation) -> None:
+        super().__setitem__(key, value)
+        self.version += 1
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.version += 1
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.version += 1
+        return super().pop(key, *default)
+
+    def setdefault(self, key: str, default: Reservation) -> Reservation:
+        if key not in self:
+            self.version += 1
+        return super().setdefault(key, default)
+
+    def popitem(self) -> tuple[str, Reservation]:
+        self.version += 1
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def __ior__(self, other: Any) -> Reservations:  # type: ignore[override,misc]
+        self.version += 1
+        return super().__ior__(other)
+
+
 def set_condition(conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
                   generation: int | None = None, now: float | None = None) -> list[dict[str, Any]]:
     """Conditions with one replaced (lastTransitionTime kept when the status does not change)."""
@@ -147,7 +188,9 @@ class Controller:
         self.clusters: dict[str, ClusterState] = {}
         self.policy: PlacementPolicy | None = None
         self.workloads: dict[str, dict[str, Any]] = {}
-        self.reservations: dict[str, Reservation] = {}
+        self.reservations = Reservations()
+        self._reserved_cache: tuple[int, tuple[tuple[str, MemberObservation | None], ...],
+                                    dict[tuple[str, str], int]] | None = None
         self.unschedulable: set[str] = set()
         self.retry_at: dict[str, float] = {}
         self.applied: dict[str, int] = {}  # key -> generation applied in the member by this process
@@ -257,7 +300,17 @@ class Controller:
         self.reservations[key] = Reservation(cluster, model, gpus, uid)
 
     def reserved(self) -> dict[tuple[str, str], int]:
-        """GPUs promised to placed workloads whose pods the member's inventory does not show yet."""
+        """GPUs promised to placed workloads whose pods the member's inventory does not show yet.
+
+        The sum depends only on the reservations and on each member's observation (immutable, replaced
+        whole): it is reused while neither changed.
+        """
+        observed = tuple((st.name, st.observation) for st in self.clusters.values())
+        c = self._reserved_cache
+        if c is not None and c[0] == self.reservations.version and len(c[1]) == len(observed) and all(
+                a[0] == b[0] and a[1] is b[1] for a, b in zip(c[1], observed, strict=True)):
+            return dict(c[2])
+        version = self.reservations.version
         out: dict[tuple[str, str], int] = {}
         for r in self.reservations.values():
             st = self.clusters.get(r.cluster)
@@ -268,7 +321,8 @@ class Controller:
             outstanding = max(0, r.gpus - bound)
             if outstanding:
                 out[(r.cluster, r.model)] = out.get((r.cluster, r.model), 0) + outstanding
-        return out
+        self._reserved_cache = (version, observed, out)
+        return dict(out)
 
     def reserved_for(self, per_pod: int) -> dict[tuple[str, str], int]:
         """`reserved()` plus the GPUs a pod of `per_pod` GPUs cannot use: a pod must fit on ONE node.
