@@ -31,6 +31,8 @@ def summary(r: dict[str, Any], goals: dict[str, float]) -> str:
                 "| measure | value | goal |", "|---|---|---|",
                 f"| ceiling `raw_writes_per_s`: create + status patch of small custom objects, 32 in flight "
                 f"(samples before / after / after the 2nd burst: {samples}) | **{c['raw_writes_per_s']}** | |",
+                f"| same client, real AIWorkload objects (schema + CEL) | "
+                f"{c['aiworkload_objects']['writes_per_s']} writes/s | |",
                 f"| throughput, {b['workloads']} AIWorkloads in a burst, member Jobs run pods | "
                 f"**{b['placements_per_s']} placements/s** (middle 80%: {b['sustained_placements_per_s']}/s) | |",
                 f"| efficiency = placements/s × 3 / ceiling | **{op['efficiency']}** | ≥ {goals['efficiency']} "
@@ -56,6 +58,13 @@ def summary(r: dict[str, Any], goals: dict[str, float]) -> str:
                 f"{b['operator_cpu_ms_per_placement']} ms/placement | |",
                 f"| machine during the burst | {b['machine_busy_pct']}% busy, load {b['loadavg_1m']} | |",
                 ""]
+        cpu = b.get("cpu_ms_per_placement") or {}
+        if cpu:
+            out += [f"Where the machine's CPU went during the burst ({b['machine_cpu_ms_per_placement']} ms of CPU "
+                    "per placement on the whole machine):", "",
+                    "| component | CPU ms per placement |", "|---|---|"]
+            out += [f"| {k} | {v} |" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])]
+            out.append("")
         out += ["Writes per placement by resource (the operator's own requests, burst with running Jobs):", "",
                 "| cluster | resource verb | per placement |", "|---|---|---|"]
         out += [f"| hub | {k} | {v} |" for k, v in w["hub_operator"].items()]
@@ -75,13 +84,20 @@ def summary(r: dict[str, Any], goals: dict[str, float]) -> str:
     fp = r.get("footprint")
     if fp:
         out += [f"## Footprint (hub + {fp['members']} members)", "",
-                "| AIWorkloads | RSS MiB | peak RSS MiB | steady CPU % of a core (resync "
-                f"{fp['points'][0]['resync_seconds']} s) | ramp placements/s | ramp CPU ms/workload |",
-                "|---|---|---|---|---|---|"]
+                "| AIWorkloads (Running) | RSS MiB | peak RSS MiB | steady CPU % of a core (resync "
+                f"{fp['points'][0]['resync_seconds']} s) | ramp placements/s | ramp CPU ms/workload | load avg |",
+                "|---|---|---|---|---|---|---|"]
         for p in fp["points"]:
             ramp = p.get("ramp") or {}
-            out.append(f"| {p['aiworkloads']} | {p['rss_mib']} | {p['peak_rss_mib']} | {p['steady_cpu_pct']} | "
-                       f"{ramp.get('placements_per_s', '')} | {ramp.get('operator_cpu_ms_per_workload', '')} |")
+            running = "" if "running" not in p else f" ({p['running']}{'' if p.get('settled') else ', unsettled'})"
+            out.append(f"| {p['aiworkloads']}{running} | {p['rss_mib']} | {p['peak_rss_mib']} | {p['steady_cpu_pct']} "
+                       f"| {ramp.get('placements_per_s', '')} | {ramp.get('operator_cpu_ms_per_workload', '')} "
+                       f"| {p['loadavg_1m']} |")
+        hot = fp["points"][-1].get("steady_profile_pct_of_samples") or []
+        if hot:
+            out += ["", f"Where the operator's steady CPU goes at {fp['points'][-1]['aiworkloads']} AIWorkloads "
+                        "(py-spy, % of on-CPU samples, inclusive): "
+                        + "; ".join(f"{f.split(' (')[0]} {v}%" for f, v in hot[:8])]
         out.append("")
     q = r.get("quality")
     if q:
