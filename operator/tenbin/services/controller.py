@@ -438,6 +438,8 @@ class Controller:
             self.metrics.decision_latency.observe(time.perf_counter() - t0)
             chosen = decision.chosen
             if chosen is not None:
+                log.info("placing %s: %d GPUs on %s/%s (free %d before this placement)", key, decision.gpus,
+                         chosen.cluster, chosen.model, chosen.free)
                 self.reservations[key] = Reservation(chosen.cluster, chosen.model, decision.gpus, meta["uid"])
         status = body.get("status") or {}
         conditions = list(status.get("conditions") or [])
