@@ -88,6 +88,7 @@ class KubeGateway:
         self._dyn_lock = threading.Lock()
         self._kinds: set[tuple[str, str]] = set(DEFAULT_KINDS)
         self._namespaces: set[str] = set()
+        self._ns_lock = threading.Lock()
 
     @classmethod
     def from_kubeconfig(cls, name: str, text: str) -> KubeGateway:
@@ -152,19 +153,23 @@ class KubeGateway:
     def _ensure_namespace(self, namespace: str) -> None:
         if not namespace or namespace in self._namespaces:
             return
-        try:
-            self.core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        with self._ns_lock:  # one thread creates it; the others wait for it to be usable too
+            if namespace in self._namespaces:
+                return
             try:
-                self.core.create_namespace({"metadata": {"name": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}}},
-                                           _request_timeout=REQUEST_TIMEOUT)
-            except ApiException as e2:
-                if e2.status != 409:
+                self.core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as e:
+                if e.status != 404:
                     raise
+                try:
+                    self.core.create_namespace(
+                        {"metadata": {"name": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}}},
+                        _request_timeout=REQUEST_TIMEOUT)
+                except ApiException as e2:
+                    if e2.status != 409:
+                        raise
             self._await_default_service_account(namespace)
-        self._namespaces.add(namespace)
+            self._namespaces.add(namespace)
 
     def _await_default_service_account(self, namespace: str) -> None:
         """A new namespace gets its `default` ServiceAccount a moment later; pods created before that are

@@ -294,7 +294,9 @@ class Controller:
                 p["cluster"], p["gpuModel"], int(p.get("gpus") or 0), body["metadata"].get("uid", "")))
 
     def release(self, key: str) -> None:
+        """Drop what the workload holds: its placement's reservation and a move's target reservation."""
         self.reservations.pop(key, None)
+        self.reservations.pop(key + "#move", None)
 
     def reserve(self, key: str, cluster: str, model: str, gpus: int, uid: str) -> None:
         self.reservations[key] = Reservation(cluster, model, gpus, uid)
@@ -793,7 +795,7 @@ class Controller:
             r = self.reservations.get(key)
             phase, message = observed_phase(obj)
             if r is not None and r.cluster == st.name and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
-                self.release(key)  # this member's inventory now counts the workload's GPUs
+                self.reservations.pop(key, None)  # this member's inventory now counts the workload's GPUs
             await self._set_phase(key, phase, message)
         self._update_cost()
 

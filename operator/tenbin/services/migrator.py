@@ -38,6 +38,7 @@ RESUME_FROM = "tenbin.io/resume-from"
 CHECKPOINT = "tenbin.io/checkpoint"
 EVACUATE_ANNOTATION = "tenbin.io/evacuate"
 REPLACE_ANNOTATION = "tenbin.io/replace"
+MOVE = "#move"  # reservations[key + MOVE]: the GPUs a move in flight holds on its target
 MAKE_BEFORE_BREAK = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
 ACTIVE = frozenset({"Pending", "Checkpointing", "StartingTarget", "StoppingSource"})
 
@@ -116,7 +117,10 @@ class Migrator:
                         log.info("migration of %s deferred: %d already in flight", key, self._active_count())
                         continue
                     gpus = int((status.get("placement") or {}).get("gpus") or 0)
-                    ctl.reserve(key, move.target.cluster, move.target.model, gpus, body["metadata"]["uid"])
+                    # the target's GPUs are held beside the source's: until the move completes, the
+                    # source's pods (pending or not) may still take theirs
+                    ctl.restore_reservation(body)
+                    ctl.reserve(key + MOVE, move.target.cluster, move.target.model, gpus, body["metadata"]["uid"])
             if move is None:
                 self._judged[key] = (ctl.snapshot_builds, int(body["metadata"].get("generation") or 0))
             requested = REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {})
@@ -208,9 +212,7 @@ class Migrator:
             body = ctl.workloads.get(key)
             if body is None or active_migration(body) or not (body.get("status") or {}).get("placement"):
                 if move.target is not None:  # the target was reserved with the decision: give it back
-                    ctl.release(key)
-                    if body is not None:
-                        ctl.restore_reservation(body)
+                    ctl.reservations.pop(key + MOVE, None)
                 return
             status = body.get("status") or {}
             p = status.get("placement") or {}
@@ -228,8 +230,7 @@ class Migrator:
             try:
                 ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
             except BaseException:
-                ctl.release(key)  # no move recorded: the reservation goes back to where the workload is
-                ctl.restore_reservation(body)
+                ctl.reservations.pop(key + MOVE, None)  # no move recorded: nothing held for the target
                 raise
             ctl.post_event(body, "Warning" if move.mandatory else "Normal", "Migrating",
                            f"{source} -> {move.target.cluster}: {move.reason}")
@@ -380,6 +381,10 @@ class Migrator:
             "phase": "Scheduled", "placement": placement, "message": msg[:4096], "history": history,
             "migration": {**m, "phase": "Completed"}}})
         ctl.applied[key] = int(meta.get("generation") or 0)
+        target = ctl.reservations.pop(key + MOVE, None)
+        ctl.release(key)  # the source's GPUs
+        if target is not None:
+            ctl.reservations[key] = target  # until the member shows the target's pods bound
         self.pending_since.pop(key, None)
         ctl.post_event(body, "Normal", "Migrated", msg)
         ctl.metrics.migrations.labels(trigger, "completed").inc()
@@ -399,7 +404,7 @@ class Migrator:
                               reason=str(m.get("reason", "")).split(":", 1)[0], from_=m["from"])
         ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
             "phase": "Scheduled", "message": msg, "history": history, "migration": {**m, "phase": "Failed"}}})
-        ctl.release(key)
+        ctl.reservations.pop(key + MOVE, None)
         ctl.post_event(body, "Warning", "MigrationFailed", msg)
         ctl.metrics.migrations.labels(str(m.get("reason", "")).split(":", 1)[0], "failed").inc()
 
