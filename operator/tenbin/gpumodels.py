@@ -51,3 +51,10 @@ def canonical_model(product: str) -> str:
     if known:
         return known
     return product.removeprefix("NVIDIA-")
+
+
+def product_labels(model: str) -> list[str]:
+    """Every ``nvidia.com/gpu.product`` value that means this canonical model (for node affinity)."""
+    out = {product_label(model)}
+    out.update(product for product, canonical in _ALIASES.items() if canonical == model)
+    return sorted(out)

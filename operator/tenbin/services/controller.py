@@ -476,17 +476,18 @@ class Controller:
         self.workloads[key] = body
         self.post_event(body, "Normal", "Scheduled", message)
         self.metrics.placements.labels("placed", "fit").inc()
-        await self._apply(key, body, chosen.cluster, generation)
+        await self._apply(key, body, chosen.cluster, generation, chosen.model)
         created = parse_time(meta.get("creationTimestamp"))
         if created:
             self.metrics.placement_latency.observe(max(0.0, time.time() - created))
 
-    async def _apply(self, key: str, body: Mapping[str, Any], cluster: str, generation: int) -> None:
+    async def _apply(self, key: str, body: Mapping[str, Any], cluster: str, generation: int,
+                     model: str | None = None) -> None:
         st = self.clusters.get(cluster)
         if st is None or st.gateway is None:
             raise GatewayError(f"member {cluster} is not connected yet")
         try:
-            await st.gateway.apply(member_object(body, cluster))
+            await st.gateway.apply(member_object(body, cluster, model))
         except GatewayError:
             self.metrics.member_errors.labels(cluster, "apply").inc()
             raise
@@ -510,7 +511,7 @@ class Controller:
         template_changed = self.applied.get(key) != generation and status.get("observedGeneration") != generation
         missing = st is not None and st.observation is not None and observed is None and key not in self.applied
         if template_changed or missing:
-            await self._apply(key, body, cluster, generation)
+            await self._apply(key, body, cluster, generation, placement.get("gpuModel"))
         if status.get("observedGeneration") == generation:
             return
         # spec changed: does the current placement still satisfy the rules?

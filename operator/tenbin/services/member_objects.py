@@ -21,6 +21,8 @@ from tenbin.clusters.gateway import (
     ObjectRef,
     ObservedObject,
 )
+from tenbin.gpumodels import product_labels
+from tenbin.inventory.model import PRODUCT_LABEL
 
 CLUSTER_ANNOTATION = "tenbin.io/cluster"
 POD_TEMPLATE_KINDS = frozenset({"Job", "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"})
@@ -31,8 +33,25 @@ def workload_key(body: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace', 'default')}/{meta.get('name')}"
 
 
-def member_object(workload: Mapping[str, Any], cluster: str) -> dict[str, Any]:
-    """The object to server-side-apply in the member for this AIWorkload body."""
+def pin_gpu_model(pod_spec: dict[str, Any], model: str) -> None:
+    """Require nodes whose ``nvidia.com/gpu.product`` is the chosen model, ANDed with the pod's own affinity.
+
+    Without it the member's scheduler may put a pod on any node with free ``nvidia.com/gpu`` - another
+    model than the one Tenbin chose, priced and reserved.
+    """
+    requirement = {"key": PRODUCT_LABEL, "operator": "In", "values": product_labels(model)}
+    affinity = pod_spec.setdefault("affinity", {})
+    node = affinity.setdefault("nodeAffinity", {})
+    required = node.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    for term in terms:  # terms are ORed: the model must hold in each
+        exprs = [e for e in term.get("matchExpressions") or [] if e.get("key") != PRODUCT_LABEL]
+        term["matchExpressions"] = [*exprs, requirement]
+    required["nodeSelectorTerms"] = terms
+
+
+def member_object(workload: Mapping[str, Any], cluster: str, model: str | None = None) -> dict[str, Any]:
+    """The object to server-side-apply in the member for this AIWorkload body (its pods pinned to `model`)."""
     meta = workload["metadata"]
     obj = copy.deepcopy(dict(workload["spec"]["template"]))
     om = obj.setdefault("metadata", {})
@@ -57,6 +76,8 @@ def member_object(workload: Mapping[str, Any], cluster: str) -> dict[str, Any]:
         tmpl = obj.setdefault("spec", {}).setdefault("template", {})
         tm = tmpl.setdefault("metadata", {})
         tm["labels"] = {**(tm.get("labels") or {}), UID_LABEL: meta["uid"]}
+        if model:
+            pin_gpu_model(tmpl.setdefault("spec", {}), model)
     return obj
 
 

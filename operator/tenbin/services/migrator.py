@@ -345,7 +345,7 @@ class Migrator:
         st = ctl.clusters.get(m["to"])
         if st is None or st.gateway is None:
             raise GatewayError(f"migration target {m['to']} is not connected")
-        obj = member_object(body, m["to"])
+        obj = member_object(body, m["to"], m.get("gpuModel"))
         if obj.get("kind") not in MAKE_BEFORE_BREAK:
             hints = {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"}
             obj["metadata"]["annotations"].update(hints)
