@@ -501,7 +501,7 @@ def git_state() -> dict[str, Any]:
 
     def git(*a: str) -> str:
         res = subprocess.run(["git", *a], cwd=HERE.parent, capture_output=True, text=True, check=False)
-        return res.stdout.strip()
+        return res.stdout.rstrip("\n")
 
     return {"head": git("rev-parse", "--short", "HEAD"),
             "modified": [line[3:] for line in git("status", "--porcelain", "--", "operator").splitlines()]}
