@@ -49,7 +49,8 @@ verify: $(STAMP)  ## fail when crds/, docs/crd-reference.md or the chart's CRDs 
 bench-core: $(STAMP)  ## scheduling-core microbenchmarks -> bench/results.json
 	$(PY) bench/bench_core.py
 
-bench: bench-core  ## every benchmark (not part of `make test`)
+bench: bench-core testbed  ## every benchmark (not part of `make test`): core, operator on the testbed, quality vs MILP
+	$(PY) bench/bench_operator.py
 
 clean:  ## remove the venv and caches (the testbed binary cache in ~/.cache/tenbin stays)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
