@@ -304,22 +304,9 @@ class KarmadaGateway:
     async def delete(self, ref: ObjectRef) -> bool:
         return await run_blocking(self._delete, ref)
 
-    def _annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
-        try:
-            res = self.karmada._resource(ref.api_version, ref.kind)
-            self.karmada._dynamic().patch(
-                res, body={"metadata": {"annotations": dict(annotations)}}, name=ref.name,
-                namespace=ref.namespace or None, content_type="application/merge-patch+json",
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except GatewayError:
-            raise
-        except (ApiException, DynamicApiError, HTTPError, OSError) as e:
-            raise _wrap(f"{self.name}: annotate {ref} through Karmada", e) from None
-
     async def annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
         """Merge annotations into the template (None removes one); Karmada carries them to the member's copy."""
-        await run_blocking(self._annotate, ref, annotations)
+        await self.karmada.annotate(ref, annotations)
 
     async def close(self) -> None:
         await self.karmada.close()
