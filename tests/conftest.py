@@ -71,7 +71,8 @@ def operator(hub: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
 
 @pytest.fixture
 def ns(hub: Fleet) -> Iterator[str]:
-    """A fresh hub namespace; its AIWorkloads are deleted (and awaited) afterwards."""
+    """A fresh hub namespace; afterwards its AIWorkloads are deleted and awaited, and so are their pods in
+    every member, so the next test starts with the members' GPUs free."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     hub.kubectl("create", "namespace", name)
     try:
@@ -81,3 +82,12 @@ def ns(hub: Fleet) -> Iterator[str]:
         wait_until(f"AIWorkloads in {name} gone",
                    lambda: not hub_json(hub, "aiworkloads", "-n", name)["items"], timeout=60)
         hub.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+        def member_pods_gone() -> bool:
+            for member in hub.members:
+                res = hub.kubectl("get", "pods", "-n", name, "-o", "name", cluster=member, check=False)
+                if res.returncode == 0 and res.stdout.strip():
+                    return False
+            return True
+
+        wait_until(f"pods of {name} gone from every member", member_pods_gone, timeout=60)
