@@ -124,3 +124,15 @@ def workload(name: str, gpus: int = 1, replicas: int = 1, classification: str = 
 
 def apply(fleet: Fleet, ns: str, *docs: dict[str, Any]) -> None:
     fleet.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def bring_member_back(fleet: Fleet, member: str) -> None:
+    """Restart a stopped member apiserver, and its controller-manager with it.
+
+    After its apiserver went away, kube-controller-manager's garbage collector can take minutes to
+    resync, leaving the pods of deleted Jobs (and their GPUs) behind for the tests that follow; a
+    member that comes back in real life comes back whole, so the testbed restarts both.
+    """
+    fleet.restart(f"{member}-kube-apiserver")
+    fleet.stop(f"{member}-kube-controller-manager")
+    fleet.restart(f"{member}-kube-controller-manager")

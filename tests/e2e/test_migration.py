@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from operator_harness import CHECKPOINT_GRACE, OperatorProcess, aiw, apply, hub_json, workload
+from operator_harness import CHECKPOINT_GRACE, OperatorProcess, aiw, apply, bring_member_back, hub_json, workload
 from tenbin.testbed.fleet import Fleet, wait_until
 
 CHEAPEST = {"placement": {"weights": {"price": 1}}}  # deterministic: the cheapest feasible cluster wins
@@ -127,7 +127,7 @@ def test_lost_member_work_reappears_and_confidential_work_never_crosses_the_line
         print(f"\nfailover: generic Running on {US} {failover_s:.1f}s after {ONPREM}'s apiserver was told to stop")
         assert failover_s < 60
     finally:
-        fleet.restart(f"{ONPREM}-kube-apiserver")
+        bring_member_back(fleet, ONPREM)
     # the member is back: the copy of `generic` left there is removed; `secret` runs there again, once
     wait_until("stale generic removed from on-prem", lambda: "generic" not in where(fleet, ns)[ONPREM], timeout=120)
     wait_until("secret Running on-prem again", lambda: running_on(fleet, ns, "secret", ONPREM), timeout=120)

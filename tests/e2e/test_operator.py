@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from operator_harness import ROOT, OperatorProcess, aiw, apply, hub_json, workload
+from operator_harness import ROOT, OperatorProcess, aiw, apply, bring_member_back, hub_json, workload
 from tenbin.testbed.fleet import Fleet, load_fleet, wait_until
 
 SPECS = {m.name: m for m in load_fleet([ROOT / "tests" / "fixtures" / "fleet"])}
@@ -198,7 +198,7 @@ def test_member_outage_turns_cluster_notready_and_new_work_avoids_it(operator: O
         placement = aiw(fleet, ns, "avoid")["status"]["placement"]
         assert placement["cluster"] != victim and placement["cluster"] in JP_COMPLIANT
     finally:
-        fleet.restart(f"{victim}-kube-apiserver")
+        bring_member_back(fleet, victim)
         wait_until(f"{victim} Ready again", lambda: hub_json(fleet, "gpucluster", victim)
                    .get("status", {}).get("phase") == "Ready", timeout=60)
 
@@ -218,7 +218,7 @@ def test_deleting_while_member_is_down_finishes_with_a_warning(operator: Operato
         events = hub_json(fleet, "events", "-n", ns, "--field-selector", "involvedObject.name=stranded")["items"]
         assert any(e["reason"] == "MemberUnreachable" and e["type"] == "Warning" for e in events)
     finally:
-        fleet.restart(f"{member}-kube-apiserver")
+        bring_member_back(fleet, member)
     # the member comes back: its stale copy is removed by the operator
     wait_until("stale copy removed", lambda: member_jobs(fleet, member, ns) == [], timeout=60)
 
