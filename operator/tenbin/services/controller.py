@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +26,7 @@ from tenbin.api.objects import field_path
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation
 from tenbin.clusters.kube import run_blocking
 from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
+from tenbin.scheduling import nodefit
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
 from tenbin.services.member_objects import (
@@ -119,6 +120,12 @@ class Reservation:
     model: str
     gpus: int
     uid: str
+    per_pod: int = 0
+    """GPUs per pod (0: one pod of all `gpus`): pods, not only GPUs, must fit the member's nodes."""
+
+    @property
+    def pod_size(self) -> int:
+        return self.per_pod if 0 < self.per_pod <= self.gpus else self.gpus
 
 
 class Reservations(dict[str, Reservation]):
@@ -190,7 +197,7 @@ class Controller:
         self.workloads: dict[str, dict[str, Any]] = {}
         self.reservations = Reservations()
         self._reserved_cache: tuple[int, tuple[tuple[str, MemberObservation | None], ...],
-                                    dict[tuple[str, str], int]] | None = None
+                                    dict[tuple[str, str], dict[int, int]]] | None = None
         self.unschedulable: set[str] = set()
         self.retry_at: dict[str, float] = {}
         self.applied: dict[str, int] = {}  # key -> generation applied in the member by this process
@@ -291,29 +298,31 @@ class Controller:
         if p.get("cluster") and p.get("gpuModel") and not is_finished(status.get("phase")):
             key = workload_key(body)
             self.reservations.setdefault(key, Reservation(
-                p["cluster"], p["gpuModel"], int(p.get("gpus") or 0), body["metadata"].get("uid", "")))
+                p["cluster"], p["gpuModel"], int(p.get("gpus") or 0), body["metadata"].get("uid", ""),
+                _per_pod(body)))
 
     def release(self, key: str) -> None:
         """Drop what the workload holds: its placement's reservation and a move's target reservation."""
         self.reservations.pop(key, None)
         self.reservations.pop(key + "#move", None)
 
-    def reserve(self, key: str, cluster: str, model: str, gpus: int, uid: str) -> None:
-        self.reservations[key] = Reservation(cluster, model, gpus, uid)
+    def reserve(self, key: str, cluster: str, model: str, gpus: int, uid: str, per_pod: int = 0) -> None:
+        self.reservations[key] = Reservation(cluster, model, gpus, uid, per_pod)
 
-    def reserved(self) -> dict[tuple[str, str], int]:
-        """GPUs promised to placed workloads whose pods the member's inventory does not show yet.
+    def pending_pods(self) -> dict[tuple[str, str], dict[int, int]]:
+        """Pods promised to placed workloads that the member does not show bound yet, per (cluster, model):
+        GPUs per pod -> how many. Bound pods are in the member's inventory already (node by node).
 
-        The sum depends only on the reservations and on each member's observation (immutable, replaced
-        whole): it is reused while neither changed.
+        It depends only on the reservations and on each member's observation (immutable, replaced whole):
+        it is reused while neither changed.
         """
         observed = tuple((st.name, st.observation) for st in self.clusters.values())
         c = self._reserved_cache
         if c is not None and c[0] == self.reservations.version and len(c[1]) == len(observed) and all(
                 a[0] == b[0] and a[1] is b[1] for a, b in zip(c[1], observed, strict=True)):
-            return dict(c[2])
+            return c[2]
         version = self.reservations.version
-        out: dict[tuple[str, str], int] = {}
+        out: dict[tuple[str, str], dict[int, int]] = {}
         for r in self.reservations.values():
             st = self.clusters.get(r.cluster)
             bound = 0
@@ -322,30 +331,58 @@ class Controller:
                 bound = obj.pods_bound_gpus if obj else 0
             outstanding = max(0, r.gpus - bound)
             if outstanding:
-                out[(r.cluster, r.model)] = out.get((r.cluster, r.model), 0) + outstanding
+                size = r.pod_size
+                sizes = out.setdefault((r.cluster, r.model), {})
+                sizes[size] = sizes.get(size, 0) + -(-outstanding // size)
         self._reserved_cache = (version, observed, out)
-        return dict(out)
+        return out
 
-    def reserved_for(self, per_pod: int) -> dict[tuple[str, str], int]:
-        """`reserved()` plus the GPUs a pod of `per_pod` GPUs cannot use: a pod must fit on ONE node.
+    def reserved(self) -> dict[tuple[str, str], int]:
+        """GPUs promised to placed workloads whose pods the member's inventory does not show yet."""
+        return {k: sum(s * n for s, n in sizes.items()) for k, sizes in self.pending_pods().items()}
 
-        A member with nodes of 3 and 2 free GPUs has 5 free, but no room for a 4-GPU pod; counting
-        those stranded GPUs as taken keeps the core's cluster-level arithmetic honest.
+    def reserved_for(self, per_pod: int, tolerations: Sequence[Mapping[str, Any]] = ()
+                     ) -> dict[tuple[str, str], int]:
+        """What the core must count as taken for a new workload of `per_pod`-GPU pods: a pod fits ONE node.
+
+        Per (cluster, model), everything but `k * per_pod` GPUs, where `k` is how many more such pods the
+        nodes can hold next to every pod promised but not yet bound, in any order the member's scheduler
+        binds them (`tenbin.scheduling.nodefit`). Nodes of 3 and 2 free GPUs hold no 4-GPU pod; two empty
+        8-GPU nodes with two 1-GPU pods pending hold no 8-GPU pod, since the member may spread them.
         """
-        out = self.reserved()
-        if per_pod <= 1:
-            return out
+        pending = self.pending_pods()
+        out: dict[tuple[str, str], int] = {}
         for st in self.clusters.values():
             if st.observation is None:
                 continue
             per_model: dict[str, list[int]] = {}
             for n in st.observation.inventory.nodes:
-                per_model.setdefault(n.model, []).append(n.free)
+                per_model.setdefault(n.model, []).append(_node_free(n, tolerations))
             for model, frees in per_model.items():
-                stranded = sum(f % per_pod for f in frees)
-                if stranded:
-                    out[(st.name, model)] = out.get((st.name, model), 0) + stranded
+                total = sum(n.free for n in st.observation.inventory.nodes if n.model == model)
+                k = nodefit.admissible(frees, pending.get((st.name, model), {}), max(1, per_pod))
+                taken = total - k * max(1, per_pod)
+                if taken > 0:
+                    out[(st.name, model)] = taken
         return out
+
+    def node_fit_note(self, wl: AIWorkload, reserved: Mapping[tuple[str, str], int]) -> str:
+        """Why a cluster with enough free GPUs in total was still refused: no node can take a pod for sure."""
+        need, per_pod = wl.spec.total_gpus, wl.spec.gpu.count
+        plain = self.reserved()
+        notes = []
+        for (cluster, model), taken in sorted(reserved.items()):
+            st = self.clusters.get(cluster)
+            if st is None or st.observation is None:
+                continue
+            free = st.observation.inventory.free().get(model, 0)
+            if free - plain.get((cluster, model), 0) >= need > free - taken:
+                pending = sum(self.pending_pods().get((cluster, model), {}).values())
+                why = f"{pending} placed pod(s) not bound yet may take them" if pending else \
+                    "they are spread over nodes"
+                notes.append(f"{cluster} has {free} free {model} but room for {(free - taken) // per_pod} "
+                             f"pod(s) of {per_pod} GPUs on its nodes ({why})")
+        return ("; node fit: " + "; ".join(notes[:3])) if notes else ""
 
     # --------------------------------------------------------------------------------- scheduling
 
@@ -436,18 +473,20 @@ class Controller:
         meta = body["metadata"]
         async with self.placement_lock:
             t0 = time.perf_counter()
-            decision = self.scheduler().place(wl, self.snapshot(), reserved=self.reserved_for(wl.spec.gpu.count))
+            reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(body))
+            decision = self.scheduler().place(wl, self.snapshot(), reserved=reserved)
             self.metrics.decision_latency.observe(time.perf_counter() - t0)
             chosen = decision.chosen
             if chosen is not None:
                 log.info("placing %s: %d GPUs on %s/%s (free %d before this placement)", key, decision.gpus,
                          chosen.cluster, chosen.model, chosen.free)
-                self.reservations[key] = Reservation(chosen.cluster, chosen.model, decision.gpus, meta["uid"])
+                self.reservations[key] = Reservation(chosen.cluster, chosen.model, decision.gpus, meta["uid"],
+                                                     wl.spec.gpu.count)
         status = body.get("status") or {}
         conditions = list(status.get("conditions") or [])
         conditions = [c for c in conditions if c.get("type") != "Valid"]
         if chosen is None:
-            message = decision.reason
+            message = decision.reason + self.node_fit_note(wl, reserved)
             self.unschedulable.add(key)
             if status.get("phase") == "Unschedulable" and status.get("message") == message:
                 return  # nothing new to say: no write, no event
@@ -541,10 +580,7 @@ class Controller:
 
     def alternatives(self, wl: AIWorkload, exclude: set[str]) -> tuple[Any, ...]:
         """Feasible candidates (best first) outside `exclude`, as if the workload were new."""
-        reserved = self.reserved_for(wl.spec.gpu.count)
-        mine = self.reservations.get(wl.key)
-        if mine is not None and (mine.cluster, mine.model) in reserved:
-            reserved[(mine.cluster, mine.model)] = max(0, reserved[(mine.cluster, mine.model)] - mine.gpus)
+        reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(self.workloads.get(wl.key) or {}))
         for name in exclude:
             st = self.clusters.get(name)
             if st is not None and st.model is not None:
@@ -557,7 +593,8 @@ class Controller:
             wl = AIWorkload.model_validate(body)
         except ValidationError as e:
             return _first_error(e)
-        return self.scheduler().place(wl, self.snapshot(), reserved=self.reserved_for(wl.spec.gpu.count)).reason
+        reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(body))
+        return self.scheduler().place(wl, self.snapshot(), reserved=reserved).reason
 
     def price_base(self, cluster: str, model: str) -> float:
         st = self.clusters.get(cluster)
@@ -849,6 +886,25 @@ class Controller:
         for key in due:
             self.retry_at.pop(key, None)
             await self.reconcile(key)
+
+
+def _per_pod(body: Mapping[str, Any]) -> int:
+    try:
+        return int(((body.get("spec") or {}).get("gpu") or {}).get("count") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _tolerations(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    tmpl = (body.get("spec") or {}).get("template") or {}
+    pod = ((tmpl.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return list(pod.get("tolerations") or [])
+
+
+def _node_free(node: Any, tolerations: Sequence[Mapping[str, Any]]) -> int:
+    """Free GPUs of a node for pods with these tolerations (taints the pods do not tolerate: none)."""
+    free_for = getattr(node, "free_for", None)
+    return int(free_for(tolerations)) if callable(free_for) else int(node.free)
 
 
 def _rv(body: Mapping[str, Any]) -> int:
