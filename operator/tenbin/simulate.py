@@ -9,6 +9,17 @@ directories that hold only Tenbin objects (e.g. examples/fleet examples/policy e
 The PlacementPolicy named `default` applies (other policies are validated and ignored); without one,
 the built-in defaults apply (base currency JPY, no exchange rates, weights price 0.5 / availability 0.5).
 
+Every AIWorkload must also pass the operator's own semantic checks (`tenbin.services.validation`, the
+function that marks a spec `Valid=False` on the hub): simulate refuses what the operator would refuse.
+
+Input bounds, so that a small hostile file cannot exhaust memory or the stack (each an input error):
+- a file is at most `MAX_FILE_BYTES` (8 MiB, some 20,000 AIWorkloads);
+- YAML anchors and aliases are accepted, as kubectl accepts them, but the nodes aliases add to a file
+  may not exceed the nodes the file writes plus `ALIAS_SLACK_NODES` (10,000): a "billion laughs" file
+  is refused at its first excessive alias, after reading a few hundred nodes;
+- an alias inside the node it names (a loop) is refused;
+- nesting is at most `MAX_DEPTH` (100) levels.
+
 Exit codes: 0 valid input (also with unschedulable workloads); 2 invalid input, with exactly one line
 on stderr naming the file, the object and the field; 1 an internal error (still no traceback).
 """
@@ -28,10 +39,14 @@ from typing import Any
 import yaml
 
 from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
-from tenbin.api.objects import ObjectError, object_name, parse_object
+from tenbin.api.objects import KINDS, ObjectError, object_name, parse_object
 from tenbin.api.policy import DEFAULT_POLICY_NAME
+from tenbin.services.validation import semantic_error
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+MAX_FILE_BYTES = 8 << 20
+ALIAS_SLACK_NODES = 10_000
+MAX_DEPTH = 100
 
 
 class InputError(Exception):
@@ -42,6 +57,7 @@ class InputError(Exception):
 class Loaded:
     path: str
     obj: GPUCluster | AIWorkload | PlacementPolicy
+    doc: dict[str, Any]  # the document as written (what the operator's checks read on the hub)
 
 
 @dataclass
@@ -65,15 +81,109 @@ def _yaml_files(path: str) -> list[Path]:
     raise InputError(f"{path}: no such file or directory")
 
 
-def _documents(path: Path) -> Iterator[tuple[int, Any]]:
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the bounds above, checked while the node graph is composed.
+
+    Aliases are references in the composed graph (cheap), but everything downstream (plain dicts,
+    pydantic, the template copies) expands them; so each alias is charged the full expanded size of
+    the node it names. Errors name the object (once its `kind` and `metadata.name` were read) and the
+    field path, like every other input error.
+    """
+
+    def __init__(self, text: str, source: Path) -> None:
+        super().__init__(text)
+        self.source = source
+        self.written = 0  # nodes the file writes
+        self.expanded = 0  # nodes after expanding every alias
+        self.document = 0
+        self.sizes: dict[str, int] = {}  # anchor -> expanded size, once its node is complete
+        self.path: list[str] = []
+        self.depth = 0
+        self.kind: str | None = None
+        self.meta: dict[str, str] = {}
+
+    def compose_document(self) -> Any:
+        self.document += 1
+        self.sizes, self.path, self.depth, self.kind, self.meta = {}, [], 0, None, {}
+        return super().compose_document()
+
+    def _fail(self, segment: str, problem: str, mark: Any) -> InputError:
+        field = "".join([*self.path, segment]).lstrip(".") or "(document root)"
+        if len(field) > 120:
+            field = field[:117] + "..."
+        obj = f"document {self.document}"
+        if self.kind and self.meta.get("name"):
+            info = KINDS.get(self.kind)
+            obj = f"{self.kind} {info.display_name(self.meta) if info else self.meta['name']}"
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return InputError(f"{self.source}: {obj}: {field}: {problem}{where}")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if isinstance(index, yaml.ScalarNode):
+            segment = f".{index.value}"
+        elif isinstance(index, int):
+            segment = f"[{index}]"
+        else:
+            segment = ""  # the document root, or a mapping key
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            anchor = str(event.anchor)
+            if anchor in self.anchors and anchor not in self.sizes:
+                raise self._fail(segment, f"alias *{anchor} is inside the node &{anchor} it names, which then "
+                                          "contains itself (a loop): write the value out instead",
+                                 event.start_mark)
+            node = super().compose_node(parent, index)  # an undefined alias is PyYAML's own error
+            self.expanded += self.sizes[anchor]
+            if self.expanded - self.written > self.written + ALIAS_SLACK_NODES:
+                raise self._fail(segment, f"alias *{anchor}: the aliases of this file would expand to more "
+                                          f"nodes than the {self.written} written so far plus "
+                                          f"{ALIAS_SLACK_NODES}; write the values out", event.start_mark)
+            return node
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self._fail(segment, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self.written += 1
+        self.expanded += 1
+        before = self.expanded - 1
+        self.path.append(segment)
+        node = super().compose_node(parent, index)
+        self.path.pop()
+        self.depth -= 1
+        if event.anchor is not None:
+            self.sizes[event.anchor] = self.expanded - before
+        if isinstance(node, yaml.ScalarNode) and isinstance(index, yaml.ScalarNode) and self.depth <= 2:
+            # who is this? kind and metadata.name/namespace, read as they go by
+            where = "".join(self.path) + segment
+            if where == ".kind":
+                self.kind = node.value
+            elif where in (".metadata.name", ".metadata.namespace"):
+                self.meta[where.rsplit(".", 1)[1]] = node.value
+        return node
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+            size = max(len(data), os.fstat(f.fileno()).st_size)
     except OSError as err:
         raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{path}: {size} bytes: larger than the {MAX_FILE_BYTES >> 20} MiB tenbin simulate reads "
+                         "per file; split it into several files")
     try:
-        for i, doc in enumerate(yaml.safe_load_all(text), start=1):
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def _documents(path: Path) -> Iterator[tuple[int, Any]]:
+    loader = _BoundedLoader(_read(path), path)
+    try:
+        i = 0
+        while loader.check_data():
+            i += 1
+            doc = loader.get_data()
             if doc is not None:
                 yield i, doc
     except yaml.YAMLError as err:
@@ -81,6 +191,8 @@ def _documents(path: Path) -> Iterator[tuple[int, Any]]:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise InputError(f"{path}{where}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
 
 
 def _jsonable(doc: Any) -> Any:
@@ -102,8 +214,9 @@ def load(paths: list[str]) -> Inputs:
     seen: dict[tuple[str, str], str] = {}
     for f in files:
         for index, doc in _documents(f):
+            plain = _jsonable(doc)
             try:
-                obj = parse_object(_jsonable(doc))
+                obj = parse_object(plain)
             except ObjectError as err:
                 what = str(err) if err.obj else f"document {index}: {err}"
                 raise InputError(f"{f}: {what}") from None
@@ -114,7 +227,7 @@ def load(paths: list[str]) -> Inputs:
             seen[key] = str(f)
             bucket = {"GPUCluster": inputs.clusters, "AIWorkload": inputs.workloads,
                       "PlacementPolicy": inputs.policies}[obj.kind]
-            bucket.append(Loaded(str(f), obj))
+            bucket.append(Loaded(str(f), obj, plain))
     return inputs
 
 
@@ -131,14 +244,16 @@ def _check_currencies(inputs: Inputs, policy: Any) -> None:
                     f"{item.path}: GPUCluster {c.metadata.name}: spec.gpus[{i}].currency: no exchange rate "
                     f"for {g.currency} in {src} (base currency {base})"
                 )
+
+
+def _check_semantics(inputs: Inputs, policy: Any) -> None:
+    """What the operator checks before placing (and marks `Valid=False` on the hub): the same function."""
     for item in inputs.workloads:
-        w = item.obj
-        assert isinstance(w, AIWorkload)
-        if w.spec.budget is not None and policy.rate(w.spec.budget.currency) is None:
-            raise InputError(
-                f"{item.path}: AIWorkload {w.key}: spec.budget.currency: no exchange rate "
-                f"for {w.spec.budget.currency} in {src} (base currency {base})"
-            )
+        assert isinstance(item.obj, AIWorkload)
+        problem = semantic_error(item.doc, policy)
+        if problem is not None:
+            field, message = problem
+            raise InputError(f"{item.path}: AIWorkload {item.obj.key}: {field}: {message}")
 
 
 def _round(x: float | None, digits: int) -> float | None:
@@ -156,6 +271,7 @@ def run(paths: list[str]) -> tuple[str, list[Any]]:
     assert chosen_policy is None or isinstance(chosen_policy, PlacementPolicy)
     policy = EffectivePolicy.from_api(chosen_policy)
     _check_currencies(inputs, policy)
+    _check_semantics(inputs, policy)
     snap = Snapshot([c.obj for c in inputs.clusters if isinstance(c.obj, GPUCluster)])
     workloads = [w.obj for w in inputs.workloads if isinstance(w.obj, AIWorkload)]
     return policy.base_currency, Scheduler(policy).place_all(workloads, snap)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +16,22 @@ import yaml
 from helpers import DELETE, EXAMPLE_DIRS, EXAMPLES, ROOT, cluster_doc, policy_doc, with_change, workload_doc
 from tenbin.api import AIWorkload, parse_object
 from tenbin.scheduling import EffectivePolicy
+from tenbin.services.validation import semantic_error
+from tenbin.simulate import MAX_DEPTH, MAX_FILE_BYTES
+
+# Every run gets an address-space limit: a regression of the input bounds fails with MemoryError (exit 1)
+# instead of eating the machine. A normal run needs under 300 MiB.
+MEMORY_LIMIT = 1 << 30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def simulate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tenbin", "simulate", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120, check=False)
+                          cwd=ROOT, timeout=120, check=False, preexec_fn=_limit_memory,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
 
 
 def write(path: Path, *docs: dict[str, Any]) -> str:
@@ -158,3 +171,149 @@ def test_nonexistent_path(tmp_path: Path) -> None:
     res = simulate("-f", "examples/fleet", "-f", str(missing))
     assert res.returncode == 2
     assert res.stderr.strip() == f"{missing}: no such file or directory"
+
+
+def _one_input_error(res: subprocess.CompletedProcess[str]) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr[-2000:])
+    assert res.stdout == ""
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------ bounded YAML input
+
+def _laughs(indent: str) -> str:
+    """Nine levels of nine aliases each: 342 bytes that expand to 9**9 (387 million) strings."""
+    out = [f'{indent}a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
+        out.append(f"{indent}{cur}: &{cur} [{','.join(['*' + prev] * 9)}]")
+    return "\n".join(out) + "\n"
+
+
+def test_the_342_byte_alias_bomb_from_the_issue_is_refused_fast(tmp_path: Path) -> None:
+    f = tmp_path / "bomb.yaml"
+    f.write_text(_laughs(""))
+    assert f.stat().st_size == 342
+    line = _one_input_error(simulate("-f", str(f)))
+    assert line.startswith(f"{f}: document 1: e[0]: alias *d: "), line
+    assert "aliases" in line and "line 5" in line
+
+
+def test_an_alias_bomb_inside_an_object_names_the_object_and_the_field(tmp_path: Path) -> None:
+    f = tmp_path / "bomb.yaml"
+    head = ("apiVersion: tenbin.io/v1alpha1\nkind: AIWorkload\nmetadata: {name: laughs, namespace: research}\n"
+            "spec:\n  gpu: {count: 1}\n  template:\n    apiVersion: v1\n    kind: ConfigMap\n    data:\n")
+    f.write_text(head + _laughs(" " * 6))
+    line = _one_input_error(simulate("-f", str(f), "-o", "json"))
+    assert line.startswith(f"{f}: AIWorkload research/laughs: spec.template.data.e[0]: alias *d: "), line
+
+
+@pytest.mark.parametrize(
+    ("text", "obj", "field"),
+    [("apiVersion: tenbin.io/v1alpha1\nkind: GPUCluster\nmetadata: &m {name: c1, labels: *m}\n",
+      "GPUCluster c1", "metadata.labels"),
+     ("a: &a [1, *a]\n", "document 1", "a[1]"),
+     (yaml.safe_dump(cluster_doc("c1")) + "---\nx: &x {y: {z: *x}}\n", "document 2", "x.y.z")],
+    ids=["in-an-object", "bare", "second-document"],
+)
+def test_an_alias_to_its_own_ancestor_is_refused(tmp_path: Path, text: str, obj: str, field: str) -> None:
+    f = tmp_path / "loop.yaml"
+    f.write_text(text)
+    line = _one_input_error(simulate("-f", str(f)))
+    assert line.startswith(f"{f}: {obj}: {field}: alias "), line
+    assert "contains itself" in line
+
+
+def test_nesting_deeper_than_the_bound_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "deep.yaml"
+    f.write_text("a: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n")
+    line = _one_input_error(simulate("-f", str(f)))
+    assert line.startswith(f"{f}: document 1: a"), line
+    assert f"deeper than {MAX_DEPTH} levels" in line
+
+
+def test_a_file_larger_than_the_bound_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    f = tmp_path / "big.yaml"
+    with f.open("wb") as out:
+        out.truncate(MAX_FILE_BYTES + 1)  # sparse: the test does not write 8 MiB
+    line = _one_input_error(simulate("-f", "examples/fleet", "-f", str(f)))
+    assert line.startswith(f"{f}: ") and str(MAX_FILE_BYTES + 1) in line and "8 MiB" in line
+
+
+def test_ordinary_anchors_and_aliases_are_accepted_as_kubectl_accepts_them(tmp_path: Path) -> None:
+    f = tmp_path / "anchors.yaml"
+    f.write_text(yaml.safe_dump(cluster_doc("c1")) + "---\n" + """\
+apiVersion: tenbin.io/v1alpha1
+kind: AIWorkload
+metadata: {name: shared, namespace: team}
+spec:
+  gpu: {count: &gpus 2}
+  template:
+    apiVersion: batch/v1
+    kind: Job
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          initContainers:
+            - {name: fetch, image: registry.example.com/fetch:1, resources: &res {limits: {nvidia.com/gpu: *gpus}}}
+          containers:
+            - {name: main, image: registry.example.com/train:1, resources: *res}
+""")
+    res = simulate("-f", str(f), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    [p] = json.loads(res.stdout)["placements"]
+    assert p["workload"] == "team/shared" and p["cluster"] == "c1"
+
+
+# ----------------------------------------------------- the operator's semantic checks, one source of truth
+
+def _with_template(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    return with_change(doc, "spec.template." + path, value)
+
+
+def _deployment(pods: int, gpus: int = 1) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "x"}},
+                     "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [
+                         {"name": "main", "image": "registry.example.com/serve:1",
+                          "resources": {"limits": {"nvidia.com/gpu": gpus}}}]}}}}
+
+
+GPU_FIELD = "spec.template.spec.template.spec.containers[].resources.limits[nvidia.com/gpu]"
+SEMANTIC = [
+    ("template-in-another-namespace", _with_template(workload_doc("w", "team"), "metadata", {"namespace": "other"}),
+     "spec.template.metadata.namespace"),
+    ("pods-ask-for-other-gpu-count", with_change(workload_doc("w", "team", count=2), "spec.template.spec.template"
+                                                 ".spec.containers[0].resources.limits", {"nvidia.com/gpu": 1}),
+     GPU_FIELD),
+    ("job-parallelism-above-replicas", _with_template(workload_doc("w", "team", replicas=2), "spec.parallelism", 3),
+     "spec.template.spec.parallelism"),
+    ("deployment-replicas-above-replicas",
+     with_change(workload_doc("w", "team"), "spec.template", _deployment(pods=3)), "spec.template.spec.replicas"),
+    ("budget-currency-without-rate", workload_doc("w", "team", budget=(3, "GBP")), "spec.budget.currency"),
+]
+
+
+@pytest.mark.parametrize(("name", "doc", "field"), SEMANTIC, ids=[c[0] for c in SEMANTIC])
+def test_simulate_refuses_what_the_operator_marks_valid_false(
+    tmp_path: Path, name: str, doc: dict[str, Any], field: str
+) -> None:
+    # what the operator says about this spec (the same function marks it Valid=False on the hub) ...
+    problem = semantic_error(doc, EffectivePolicy())
+    assert problem is not None and problem[0] == field, problem
+    # ... is exactly what simulate says, as its one-line input error
+    f = write(tmp_path / f"{name}.yaml", cluster_doc("c1", gpus=[("H100-80GB", 16, 480, "JPY")]), doc)
+    line = _one_input_error(simulate("-f", f))
+    assert line == f"{f}: AIWorkload team/w: {problem[0]}: {problem[1]}"
+
+
+def test_a_spec_the_operator_accepts_is_placed(tmp_path: Path) -> None:
+    doc = with_change(workload_doc("w", "team", replicas=3), "spec.template", _deployment(pods=3))
+    assert semantic_error(doc, EffectivePolicy()) is None
+    f = write(tmp_path / "ok.yaml", cluster_doc("c1"), doc)
+    res = simulate("-f", f, "-o", "json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["placements"][0]["cluster"] == "c1"
