@@ -69,3 +69,44 @@ def test_a_whole_node_pod_is_never_promised_where_pending_pods_may_take_every_no
     whole = aiw(fleet, ns, "whole-node")["status"]
     assert whole["phase"] == "Unschedulable" and not whole.get("placement"), whole
     assert f"{US} has 14 free H100-80GB but room for 0 pod(s) of 8 GPUs" in whole["message"], whole["message"]
+
+
+ONPREM = "t-onprem-jp"  # one node of 8 H100
+
+
+def _onprem(name: str, gpus: int, replicas: int) -> dict[str, Any]:
+    return workload(name, gpus=gpus, replicas=replicas, classification="Confidential", jurisdictions=["JP"],
+                    tiers=["OnPrem"], kind="Deployment")
+
+
+def _condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def test_a_changed_request_is_rechecked_and_reserved_again(operator: OperatorProcess, ns: str) -> None:
+    """Class 6: a larger `replicas` is re-reserved (placement.gpus follows) and re-checked against the nodes."""
+    fleet = operator.fleet
+    apply(fleet, ns, _onprem("grow", gpus=2, replicas=1))
+    wait_until("grow Running on-prem", lambda: phase(fleet, ns, "grow") == "Running", timeout=60)
+    assert aiw(fleet, ns, "grow")["status"]["placement"]["cluster"] == ONPREM
+
+    apply(fleet, ns, _onprem("grow", gpus=2, replicas=3))  # 6 of the node's 8 GPUs
+    generation = aiw(fleet, ns, "grow")["metadata"]["generation"]
+    wait_until("the new generation observed", lambda: aiw(fleet, ns, "grow")["status"].get(
+        "observedGeneration") == generation, timeout=60)
+    grown = aiw(fleet, ns, "grow")
+    assert grown["status"]["placement"]["gpus"] == 6
+    assert _condition(grown, "PlacementConflict")["reason"] == "Fits"
+    wait_until("3 replicas ready", lambda: phase(fleet, ns, "grow") == "Running" and len(
+        [p for p in member_pods(fleet, ONPREM, ns) if p["spec"].get("nodeName")]) == 3, timeout=60)
+
+    apply(fleet, ns, _onprem("grow", gpus=2, replicas=5))  # 10 GPUs on a node of 8
+    generation = aiw(fleet, ns, "grow")["metadata"]["generation"]
+    wait_until("the next generation observed", lambda: aiw(fleet, ns, "grow")["status"].get(
+        "observedGeneration") == generation, timeout=60)
+    too_big = aiw(fleet, ns, "grow")
+    assert too_big["status"]["placement"]["gpus"] == 10
+    cond = _condition(too_big, "PlacementConflict")
+    assert (cond["status"], cond["reason"]) == ("True", "InsufficientCapacity"), cond
+    assert "room for 1 more pod(s) of 2 H100-80GB GPUs on its nodes, 2 needed" in cond["message"], cond
+    assert cond["observedGeneration"] == generation

@@ -549,25 +549,57 @@ class Controller:
             observed = st.observation.objects.get(body["metadata"]["uid"])
         template_changed = self.applied.get(key) != generation and status.get("observedGeneration") != generation
         missing = st is not None and st.observation is not None and observed is None and key not in self.applied
+        resized = None
+        if template_changed and int(placement.get("gpus") or 0) != wl.spec.total_gpus:
+            resized = self._resize(key, body, wl, cluster, placement.get("gpuModel") or "")  # before the pods exist
         if template_changed or missing:
             await self._apply(key, body, cluster, generation, placement.get("gpuModel"))
         if status.get("observedGeneration") == generation:
             return
-        # spec changed: does the current placement still satisfy the rules?
+        # spec changed: does the current placement still satisfy the rules, and the request still fit?
         conflict = self._conflict(wl, cluster, placement.get("gpuModel"))
         conditions = list(status.get("conditions") or [])
+        patch: dict[str, Any] = {"observedGeneration": generation}
+        if resized is not None:
+            patch["placement"] = {"gpus": wl.spec.total_gpus}
         if conflict:
             conditions = set_condition(conditions, "PlacementConflict", "True", "SpecChanged",
                                        f"the current placement on {cluster} no longer fits: {conflict}; "
                                        "it keeps running there until it is migrated", generation)
             self.post_event(body, "Warning", "PlacementConflict", conflict)
+        elif resized:
+            conditions = set_condition(conditions, "PlacementConflict", "True", "InsufficientCapacity",
+                                       f"{resized}; the pods that do not fit wait there and move with "
+                                       "capacity failover (policy allowing)", generation)
+            self.post_event(body, "Warning", "PlacementConflict", resized)
         else:
             conditions = set_condition(conditions, "PlacementConflict", "False", "Fits",
                                        f"the placement on {cluster} still satisfies the spec", generation)
+        patch["conditions"] = conditions
         meta = body["metadata"]
         self.workloads[key] = await self.hub.patch_status(
-            "AIWorkload", meta["namespace"], meta["name"],
-            {"status": {"observedGeneration": generation, "conditions": conditions}})
+            "AIWorkload", meta["namespace"], meta["name"], {"status": patch})
+
+    def _resize(self, key: str, body: Mapping[str, Any], wl: AIWorkload, cluster: str, model: str) -> str:
+        """A changed `gpu.count` or `replicas`: reserve the new request; '' when its pods fit, else why not.
+
+        The check and the new reservation happen with no await in between, like a placement's.
+        """
+        uid = body["metadata"]["uid"]
+        per_pod, total = wl.spec.gpu.count, wl.spec.total_gpus
+        self.reservations.pop(key, None)  # our own old promise is not in our way
+        st = self.clusters.get(cluster)
+        obs = st.observation if st is not None else None
+        mine = obs.objects.get(uid) if obs is not None else None
+        bound = mine.pods_bound_gpus if mine is not None else 0
+        pods = -(-max(0, total - bound) // per_pod)
+        frees = [_node_free(n, _tolerations(body)) for n in obs.inventory.nodes if n.model == model] if obs else []
+        room = nodefit.admissible(frees, self.pending_pods().get((cluster, model), {}), per_pod)
+        self.reservations[key] = Reservation(cluster, model, total, uid, per_pod)
+        if room >= pods:
+            return ""
+        return (f"the request changed to {wl.spec.replicas} x {per_pod} GPUs; {cluster} has room for {room} more "
+                f"pod(s) of {per_pod} {model} GPUs on its nodes, {pods} needed")
 
     def _conflict(self, wl: AIWorkload, cluster: str, model: str | None) -> str | None:
         """Why (cluster, model) breaks the workload's rules now; capacity and health are not rule conflicts."""
