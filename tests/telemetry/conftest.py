@@ -1,4 +1,4 @@
-"""A real Prometheus (Debian's `prometheus` package) scraping a DCGM-style test exporter, both on 127.0.0.1.
+"""A real Prometheus (built by testbed/build-prometheus.sh) scraping a DCGM-style test exporter, on 127.0.0.1.
 
 Each test that asks for `prom` gets its own exporter and its own Prometheus (temp storage, 1s scrapes);
 the fixture's finalizer stops both, also when the test fails.
@@ -6,7 +6,6 @@ the fixture's finalizer stops both, also when the test fails.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import urllib.parse
 import urllib.request
@@ -18,16 +17,24 @@ import yaml
 from fake_dcgm import Exporter
 from prom_server import Prom, stop_process
 
+from tenbin.testbed.binaries import prometheus
 from tenbin.testbed.fleet import free_port, wait_until
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 STARTUP_S = 60.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Prometheus is a built tool like the control planes (`make testbed`): `make test-unit` leaves these out.
+    for item in items:
+        if "prom" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.testbed)
 
 
 @pytest.fixture
 def prom(tmp_path: Path) -> Iterator[Prom]:
-    if not Path(PROMETHEUS).exists():
-        pytest.fail("prometheus is not installed (Debian package `prometheus`); these tests need a real server")
+    # The pinned build from `make testbed`, else a TestbedError naming the fix: never a skip, and never a
+    # `prometheus` found on PATH (a system package there would hide a missing build and be unpinned).
+    binary = prometheus()
     exporter = Exporter(free_port())
     port = free_port()
     config = tmp_path / "prometheus.yml"
@@ -40,7 +47,7 @@ def prom(tmp_path: Path) -> Iterator[Prom]:
     try:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                [str(binary), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
                  f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )

@@ -1,4 +1,8 @@
-"""Where the testbed's binaries are, pinned by the versions in ``versions.env``."""
+"""Where the testbed's binaries are, pinned by the versions in ``versions.env``.
+
+Prometheus (for the telemetry tests) is pinned separately, in the checkout's
+``testbed/prometheus/versions.env``, which ``testbed/build-prometheus.sh`` reads too.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,12 @@ class TestbedError(RuntimeError):
     __test__ = False  # not a pytest test class
 
 
-def versions() -> dict[str, str]:
-    text = resources.files("tenbin.testbed").joinpath("versions.env").read_text()
+# The source checkout this package runs from (an editable install, as `make` sets up): testbed/ is there.
+CHECKOUT = Path(__file__).resolve().parents[3]
+PROMETHEUS_PINS = CHECKOUT / "testbed" / "prometheus" / "versions.env"
+
+
+def _parse_env(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
@@ -23,6 +31,24 @@ def versions() -> dict[str, str]:
             key, _, value = line.partition("=")
             out[key.strip()] = value.strip()
     return out
+
+
+def versions() -> dict[str, str]:
+    return _parse_env(resources.files("tenbin.testbed").joinpath("versions.env").read_text())
+
+
+def prometheus_versions() -> dict[str, str]:
+    """The Prometheus pin: PROMETHEUS_VERSION (v3.X.Y) and PROMETHEUS_MODULE_VERSION (v0.3XX.Y)."""
+    try:
+        pins = _parse_env(PROMETHEUS_PINS.read_text())
+    except OSError as e:
+        raise TestbedError(
+            f"cannot read the Prometheus pin {PROMETHEUS_PINS} ({e.strerror}); "
+            "run from a Tenbin checkout with tenbin installed editable ('make venv')"
+        ) from None
+    if not pins.get("PROMETHEUS_VERSION"):
+        raise TestbedError(f"{PROMETHEUS_PINS}: PROMETHEUS_VERSION: required")
+    return pins
 
 
 def cache_dir() -> Path:
@@ -69,3 +95,26 @@ class Binaries:
                 f"testbed binaries missing in {d}: {', '.join(missing)}; run 'make testbed' to build them"
             )
         return cls(**paths, kubernetes_version=versions()["KUBERNETES_VERSION"])
+
+
+def prometheus() -> Path:
+    """The real Prometheus server built by ``testbed/build-prometheus.sh`` (``make testbed``).
+
+    ``TENBIN_PROMETHEUS`` names another binary explicitly. There is no search of ``PATH`` or ``/usr/bin``:
+    a system package found there would hide a missing or broken build and run an unpinned version.
+    """
+    override = os.environ.get("TENBIN_PROMETHEUS")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise TestbedError(f"TENBIN_PROMETHEUS={override} is not a file; unset it to use the testbed's build")
+        return path
+    version = prometheus_versions()["PROMETHEUS_VERSION"]
+    d = cache_dir() / f"prometheus-{version}"
+    path = d / "prometheus"
+    if not (path.is_file() and (d / ".complete").is_file()):
+        raise TestbedError(
+            f"prometheus {version} missing at {path}; run 'make testbed' "
+            "(or 'bash testbed/build-prometheus.sh') to build it"
+        )
+    return path
