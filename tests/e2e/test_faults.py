@@ -110,3 +110,91 @@ def test_a_changed_request_is_rechecked_and_reserved_again(operator: OperatorPro
     assert (cond["status"], cond["reason"]) == ("True", "InsufficientCapacity"), cond
     assert "room for 1 more pod(s) of 2 H100-80GB GPUs on its nodes, 2 needed" in cond["message"], cond
     assert cond["observedGeneration"] == generation
+
+
+def _reasons(fleet: Fleet, ns: str, name: str) -> list[str]:
+    return [e["reason"] for e in events(fleet, ns, name) for _ in range(int(e.get("count") or 1))]
+
+
+def test_a_kind_no_member_serves_is_reported_released_and_not_retried(operator: OperatorProcess, ns: str) -> None:
+    """Class 2: a template kind the member does not serve used to stay Scheduled forever, GPUs reserved."""
+    fleet = operator.fleet
+    doc = workload("widget", gpus=8, jurisdictions=["US"])
+    doc["spec"]["template"] = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "widget"},
+                               "spec": {"template": doc["spec"]["template"]["spec"]["template"]}}
+    apply(fleet, ns, doc)
+    wait_until("widget Unschedulable", lambda: phase(fleet, ns, "widget") == "Unschedulable", timeout=60)
+    st = aiw(fleet, ns, "widget")["status"]
+    assert not st.get("placement")
+    assert st["message"].endswith(f"Widget not served by {US}"), st["message"]
+    assert _condition(aiw(fleet, ns, "widget"), "Scheduled")["reason"] == "Unschedulable"
+    # its GPUs were given back: two whole-node workloads take the member's 16 GPUs
+    apply(fleet, ns, workload("after-1", gpus=8, jurisdictions=["US"], run_seconds=600),
+          workload("after-2", gpus=8, jurisdictions=["US"], run_seconds=600))
+    wait_until("both Running", lambda: phase(fleet, ns, "after-1") == phase(fleet, ns, "after-2") == "Running",
+               timeout=60)
+    # one event per cause, not one per retry (several resyncs have passed while the others were placed)
+    said = [(e["reason"], e["message"], int(e.get("count") or 1)) for e in events(fleet, ns, "widget")
+            if "Widget" in e["message"]]
+    assert [r for r, _, n in said if r == "KindNotServed"] == ["KindNotServed"], said
+    assert all(n == 1 for _, _, n in said), said  # a new event only when there is something new to say
+
+
+def test_a_template_the_member_refuses_fails_once_and_a_fixed_spec_is_placed(
+        operator: OperatorProcess, ns: str) -> None:
+    """Class 2: a template the member's apiserver rejects (422) is bad input: Valid=False naming the field."""
+    fleet = operator.fleet
+    doc = workload("no-image", gpus=1, jurisdictions=["US"], run_seconds=600)
+    del doc["spec"]["template"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    apply(fleet, ns, doc)
+    wait_until("no-image Failed", lambda: phase(fleet, ns, "no-image") == "Failed", timeout=60)
+    body = aiw(fleet, ns, "no-image")
+    valid = _condition(body, "Valid")
+    assert (valid["status"], valid["reason"]) == ("False", "MemberRejected"), valid
+    assert "spec.template.spec.containers[0].image" in valid["message"], valid["message"]
+    assert not body["status"].get("placement")
+    fixed = workload("no-image", gpus=1, jurisdictions=["US"], run_seconds=600)
+    apply(fleet, ns, fixed)
+    wait_until("the fixed spec Running", lambda: phase(fleet, ns, "no-image") == "Running", timeout=60)
+    assert _reasons(fleet, ns, "no-image").count("MemberRejected") == 1
+
+
+def test_a_refused_edit_of_a_running_job_is_reported_once_for_its_generation(
+        operator: OperatorProcess, ns: str) -> None:
+    """Class 2: a Job's pod template is immutable; the edit used to be retried silently forever."""
+    fleet = operator.fleet
+    apply(fleet, ns, workload("edit-job", gpus=1, jurisdictions=["US"], run_seconds=600))
+    wait_until("edit-job Running", lambda: phase(fleet, ns, "edit-job") == "Running", timeout=60)
+    edited = workload("edit-job", gpus=1, jurisdictions=["US"], run_seconds=600)
+    edited["spec"]["template"]["spec"]["template"]["metadata"]["labels"]["edited"] = "yes"
+    apply(fleet, ns, edited)
+    generation = aiw(fleet, ns, "edit-job")["metadata"]["generation"]
+    wait_until("the edit observed", lambda: aiw(fleet, ns, "edit-job")["status"].get(
+        "observedGeneration") == generation, timeout=60)
+    body = aiw(fleet, ns, "edit-job")
+    applied = _condition(body, "Applied")
+    assert (applied["status"], applied["reason"], applied["observedGeneration"]) == (
+        "False", "MemberRejected", generation), applied
+    assert "field is immutable" in applied["message"], applied["message"]
+    assert body["status"]["phase"] == "Running"  # the copy there runs on, unchanged
+    apply(fleet, ns, workload("marker", gpus=1, jurisdictions=["US"], run_seconds=600))
+    wait_until("a later workload Running (several resyncs later)", lambda: phase(fleet, ns, "marker") == "Running",
+               timeout=60)
+    assert _reasons(fleet, ns, "edit-job").count("MemberRejected") == 1
+
+
+def test_pods_the_member_cannot_schedule_are_reported_once(operator: OperatorProcess, ns: str) -> None:
+    """Class 2: placed, pods Pending, no other cluster: it used to say "placed on ..." with no condition."""
+    fleet = operator.fleet
+    doc = workload("nowhere", gpus=1, jurisdictions=["US"], run_seconds=600)
+    doc["spec"]["template"]["spec"]["template"]["spec"]["nodeSelector"] = {"example.com/no-such-node": "true"}
+    apply(fleet, ns, doc)
+    wait_until("Ready=False PodsUnschedulable", lambda: _condition(aiw(fleet, ns, "nowhere"), "Ready").get(
+        "reason") == "PodsUnschedulable", timeout=60)
+    body = aiw(fleet, ns, "nowhere")
+    ready = _condition(body, "Ready")
+    assert ready["status"] == "False" and "node(s) didn't match Pod's node affinity/selector" in ready["message"]
+    assert body["status"]["message"] == ready["message"]
+    apply(fleet, ns, workload("marker", gpus=1, jurisdictions=["US"], run_seconds=600))
+    wait_until("a later workload Running", lambda: phase(fleet, ns, "marker") == "Running", timeout=60)
+    assert _reasons(fleet, ns, "nowhere").count("PodsUnschedulable") == 1

@@ -25,9 +25,11 @@ FIELD_MANAGER = "tenbin"
 class GatewayError(RuntimeError):
     """The member could not be reached or refused a request; ``status`` is the HTTP code when known."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
+        """The member's own message (a Status `message`), when it gave one."""
 
     @property
     def transient(self) -> bool:
@@ -60,6 +62,8 @@ class ObservedObject:
     pods_bound_gpus: int = 0
     pods_pending: int = 0
     pods_unschedulable: int = 0
+    unschedulable_message: str = ""
+    """The member scheduler's words for the first unschedulable pod (e.g. `0/2 nodes are available: ...`)."""
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,12 @@ def pods_by_uid(pods: list[Mapping[str, Any]]) -> dict[str, list[Mapping[str, An
     return out
 
 
-def _unschedulable(pod: Mapping[str, Any]) -> bool:
+def _unschedulable(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message when the pod is unschedulable, else None."""
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
-            return True
-    return False
+            return str(c.get("message") or "unschedulable")
+    return None
 
 
 def observed_object(obj: Mapping[str, Any], uid: str, pods: list[Mapping[str, Any]]) -> ObservedObject:
@@ -93,8 +98,8 @@ def observed_object(obj: Mapping[str, Any], uid: str, pods: list[Mapping[str, An
                 if (p.get("spec") or {}).get("nodeName")
                 and (p.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES)
     pending = [p for p in pods if not (p.get("spec") or {}).get("nodeName")]
-    unschedulable = sum(1 for p in pending if _unschedulable(p))
-    return ObservedObject(ObjectRef.of(obj), uid, obj, bound, len(pending), unschedulable)
+    why = [m for m in (_unschedulable(p) for p in pending) if m is not None]
+    return ObservedObject(ObjectRef.of(obj), uid, obj, bound, len(pending), len(why), why[0][:512] if why else "")
 
 
 class ClusterGateway(Protocol):

@@ -61,11 +61,22 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
 
 
+def _status_message(body: Any) -> str:
+    """The `message` of a Kubernetes Status in an error body (it names the field a refusal is about)."""
+    try:
+        data = json.loads(body) if isinstance(body, (str, bytes)) else body
+    except ValueError:
+        return ""
+    return str(data.get("message") or "")[:65536] if isinstance(data, dict) else ""  # callers elide and bound it
+
+
 def _wrap(what: str, e: Exception) -> GatewayError:
     if isinstance(e, ApiException):
-        return GatewayError(f"{what}: {e.status} {e.reason}", e.status)
+        detail = _status_message(e.body)
+        return GatewayError(f"{what}: {e.status} {e.reason}" + (f": {detail}" if detail else ""), e.status, detail)
     if isinstance(e, DynamicApiError):
-        return GatewayError(f"{what}: {e.status} {e.reason}: {e.summary()}", e.status)
+        detail = _status_message(getattr(e, "body", None))
+        return GatewayError(f"{what}: {e.status} {e.reason}: {e.summary()}", e.status, detail)
     return GatewayError(f"{what}: {type(e).__name__}: {e}".splitlines()[0])
 
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.api.objects import field_path
-from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation
+from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation, ObservedObject
 from tenbin.clusters.kube import run_blocking
 from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
 from tenbin.scheduling import nodefit
@@ -90,6 +90,10 @@ class Config:
     """Make-before-break: how long the target may take to become Ready before the move is abandoned."""
     max_concurrent_migrations: int = 10
     """Global rate limit: moves in flight at once."""
+    max_backoff_seconds: float = 300.0
+    """Retries of one workload after member errors back off exponentially up to this."""
+    not_served_ttl_seconds: float = 300.0
+    """A member that said it does not serve a kind is not offered that kind again for this long."""
 
 
 @dataclass
@@ -201,6 +205,8 @@ class Controller:
         self.unschedulable: set[str] = set()
         self.retry_at: dict[str, float] = {}
         self.applied: dict[str, int] = {}  # key -> generation applied in the member by this process
+        self.failures: dict[str, int] = {}  # key -> member errors in a row (the retry backoff)
+        self.not_served: dict[tuple[str, str, str], float] = {}  # (cluster, apiVersion, kind) -> until
         self.placement_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._scheduler: Scheduler | None = None
@@ -427,8 +433,12 @@ class Controller:
             try:
                 await self._reconcile(key, body)
             except GatewayError as e:
-                log.warning("reconcile %s: %s (will retry)", key, e)
-                self._retry(key, 2.0)
+                n = self.failures[key] = self.failures.get(key, 0) + 1
+                delay = min(self.config.max_backoff_seconds, self.config.resync_seconds * 2 ** (n - 1))
+                log.warning("reconcile %s: %s (retry %d in %.0fs)", key, e, n, delay)
+                self._retry(key, delay)
+            else:
+                self.failures.pop(key, None)
 
     def _retry(self, key: str, delay: float) -> None:
         self.retry_at[key] = time.monotonic() + delay
@@ -462,8 +472,8 @@ class Controller:
         if placement.get("cluster"):
             await self._keep_placed(key, body, wl, placement, generation)
             return
-        if is_finished(status.get("phase")):
-            return
+        if is_finished(status.get("phase")) and not _refused_before(status, generation):
+            return  # it ran; a spec that was refused is tried again once it changed (it passed the checks)
         if not self.ready_to_place():
             self._retry(key, self.config.resync_seconds)
             return
@@ -474,6 +484,8 @@ class Controller:
         async with self.placement_lock:
             t0 = time.perf_counter()
             reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(body))
+            unserved = self._not_serving(body)
+            self._exclude(reserved, unserved)
             decision = self.scheduler().place(wl, self.snapshot(), reserved=reserved)
             self.metrics.decision_latency.observe(time.perf_counter() - t0)
             chosen = decision.chosen
@@ -487,6 +499,9 @@ class Controller:
         conditions = [c for c in conditions if c.get("type") != "Valid"]
         if chosen is None:
             message = decision.reason + self.node_fit_note(wl, reserved)
+            if unserved:
+                kind = (body["spec"].get("template") or {}).get("kind")
+                message += f"; {kind} not served by {', '.join(sorted(unserved))}"
             self.unschedulable.add(key)
             if status.get("phase") == "Unschedulable" and status.get("message") == message:
                 return  # nothing new to say: no write, no event
@@ -515,7 +530,13 @@ class Controller:
         self.workloads[key] = body
         self.post_event(body, "Normal", "Scheduled", message)
         self.metrics.placements.labels("placed", "fit").inc()
-        await self._apply(key, body, chosen.cluster, generation, chosen.model)
+        try:
+            await self._apply(key, body, chosen.cluster, generation, chosen.model)
+        except GatewayError as e:
+            if e.transient:
+                raise
+            await self._refused(key, chosen.cluster, e)
+            return
         created = parse_time(meta.get("creationTimestamp"))
         if created:
             self.metrics.placement_latency.observe(max(0.0, time.time() - created))
@@ -553,7 +574,16 @@ class Controller:
         if template_changed and int(placement.get("gpus") or 0) != wl.spec.total_gpus:
             resized = self._resize(key, body, wl, cluster, placement.get("gpuModel") or "")  # before the pods exist
         if template_changed or missing:
-            await self._apply(key, body, cluster, generation, placement.get("gpuModel"))
+            try:
+                await self._apply(key, body, cluster, generation, placement.get("gpuModel"))
+            except GatewayError as e:
+                if e.transient:
+                    raise
+                if missing and not template_changed:
+                    await self._refused(key, cluster, e)
+                else:
+                    await self._edit_refused(key, body, cluster, generation, e)
+                return
         if status.get("observedGeneration") == generation:
             return
         # spec changed: does the current placement still satisfy the rules, and the request still fit?
@@ -575,6 +605,9 @@ class Controller:
         else:
             conditions = set_condition(conditions, "PlacementConflict", "False", "Fits",
                                        f"the placement on {cluster} still satisfies the spec", generation)
+        if template_changed and any(c.get("type") == "Applied" for c in conditions):
+            conditions = set_condition(conditions, "Applied", "True", "Applied",
+                                       f"generation {generation} applied on {cluster}", generation)
         patch["conditions"] = conditions
         meta = body["metadata"]
         self.workloads[key] = await self.hub.patch_status(
@@ -601,6 +634,73 @@ class Controller:
         return (f"the request changed to {wl.spec.replicas} x {per_pod} GPUs; {cluster} has room for {room} more "
                 f"pod(s) of {per_pod} {model} GPUs on its nodes, {pods} needed")
 
+    def _not_serving(self, body: Mapping[str, Any]) -> set[str]:
+        tmpl = (body.get("spec") or {}).get("template") or {}
+        now = time.monotonic()
+        for k, until in list(self.not_served.items()):
+            if until <= now:
+                del self.not_served[k]
+        return {c for (c, av, kind) in self.not_served if (av, kind) == (tmpl.get("apiVersion"), tmpl.get("kind"))}
+
+    def _exclude(self, reserved: dict[tuple[str, str], int], clusters: set[str]) -> None:
+        """Take clusters out of a decision: every GPU of theirs counted as taken."""
+        for name in clusters:
+            st = self.clusters.get(name)
+            if st is not None and st.model is not None:
+                for g in st.model.spec.gpus:
+                    reserved[(name, g.model)] = EXCLUDED
+
+    async def _refused(self, key: str, cluster: str, e: GatewayError) -> None:
+        """The member refused the object of a new placement: it cannot run there. Release what it holds and
+        say why, once. A kind the member does not serve: try the other clusters (after a backoff). Any
+        other refusal (422 invalid, 403 forbidden): the template is bad input for that member; it waits for
+        a changed spec."""
+        body = self.workloads.get(key)
+        self.release(key)
+        self.applied.pop(key, None)
+        if body is None:
+            return
+        meta, status = body["metadata"], body.get("status") or {}
+        generation = int(meta.get("generation") or 0)
+        tmpl = body["spec"]["template"]
+        not_served = e.status == 404
+        if not_served:
+            self.not_served[(cluster, tmpl.get("apiVersion", ""), tmpl.get("kind", ""))] = \
+                time.monotonic() + self.config.not_served_ttl_seconds
+            reason = "KindNotServed"
+            text = f"{cluster} does not serve {tmpl.get('kind')} ({tmpl.get('apiVersion')}): spec.template.kind; " \
+                "trying the other clusters"
+        else:
+            reason, text = "MemberRejected", f"{cluster} refused spec.template: {_member_message(e)}"
+        conditions = set_condition(list(status.get("conditions") or []), "Scheduled", "False", reason, text,
+                                   generation)
+        if not not_served:
+            conditions = set_condition(conditions, "Valid", "False", reason, text, generation)
+        history = self.history(status, "Refused", cluster, None, None, None, text[:256], reason=reason)
+        patch = {"status": {"phase": "Pending" if not_served else "Failed", "placement": None, "message": text,
+                            "conditions": conditions, "history": history, "observedGeneration": generation}}
+        self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
+        self.post_event(body, "Warning", reason, text)
+        self.metrics.placements.labels("refused", reason).inc()
+        if not_served:
+            self.unschedulable.add(key)
+            self._retry(key, self.config.resync_seconds)
+
+    async def _edit_refused(self, key: str, body: Mapping[str, Any], cluster: str, generation: int,
+                            e: GatewayError) -> None:
+        """The member refused a changed template (a Job's pod template is immutable). The copy there keeps
+        running as it was; the change is reported once for this generation, not retried."""
+        meta, status = body["metadata"], body.get("status") or {}
+        text = f"{cluster} refused the changed spec.template: {_member_message(e)}; the copy there keeps " \
+               "the previous template (to change an immutable field, re-create the AIWorkload)"
+        conditions = set_condition(list(status.get("conditions") or []), "Applied", "False", "MemberRejected",
+                                   text, generation)
+        self.applied[key] = generation  # nothing more to do for this generation
+        self.workloads[key] = await self.hub.patch_status(
+            "AIWorkload", meta["namespace"], meta["name"],
+            {"status": {"conditions": conditions, "observedGeneration": generation, "message": text}})
+        self.post_event(body, "Warning", "MemberRejected", text)
+
     def _conflict(self, wl: AIWorkload, cluster: str, model: str | None) -> str | None:
         """Why (cluster, model) breaks the workload's rules now; capacity and health are not rule conflicts."""
         return "; ".join(self.violations(wl, cluster, model or "", SPEC_PLUGINS)) or None
@@ -612,12 +712,9 @@ class Controller:
 
     def alternatives(self, wl: AIWorkload, exclude: set[str]) -> tuple[Any, ...]:
         """Feasible candidates (best first) outside `exclude`, as if the workload were new."""
-        reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(self.workloads.get(wl.key) or {}))
-        for name in exclude:
-            st = self.clusters.get(name)
-            if st is not None and st.model is not None:
-                for g in st.model.spec.gpus:
-                    reserved[(name, g.model)] = EXCLUDED
+        body = self.workloads.get(wl.key) or {}
+        reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(body))
+        self._exclude(reserved, set(exclude) | self._not_serving(body))
         return self.scheduler().place(wl, self.snapshot(), reserved=reserved).top
 
     def diagnose(self, body: Mapping[str, Any]) -> str:
@@ -867,6 +964,7 @@ class Controller:
             if r is not None and r.cluster == st.name and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
                 self.reservations.pop(key, None)  # this member's inventory now counts the workload's GPUs
             await self._set_phase(key, phase, message)
+            await self._set_ready(key, st.name, obj, phase)
         self._update_cost()
 
     async def _set_phase(self, key: str, phase: str, message: str) -> None:
@@ -891,6 +989,42 @@ class Controller:
                 return
             self.post_event(body, "Warning" if phase == "Failed" else "Normal", phase,
                             f"{message} on {p.get('cluster')}")
+
+    async def _set_ready(self, key: str, cluster: str, obj: ObservedObject, phase: str) -> None:
+        """The Ready condition: True while it runs; False, with one Warning event per cause, while the member
+        leaves its pods unschedulable (capacity failover moves it after --pending-timeout when a compliant
+        cluster has room; until then, and when there is none, this says so)."""
+        if obj.pods_unschedulable:
+            status_, reason = "False", "PodsUnschedulable"
+            message = f"{obj.pods_unschedulable} pod(s) unschedulable in {cluster}: " \
+                      f"{obj.unschedulable_message or 'no node fits'}"
+        elif phase == "Running":
+            status_, reason, message = "True", "Running", f"running on {cluster}"
+        else:
+            return
+        async with self.lock(key):
+            body = self.workloads.get(key)
+            if body is None or body["metadata"].get("deletionTimestamp") or active_migration(body):
+                return
+            status = body.get("status") or {}
+            old: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            if (old.get("status"), old.get("reason")) == (status_, reason):
+                return
+            generation = int(body["metadata"].get("generation") or 0)
+            conditions = set_condition(list(status.get("conditions") or []), "Ready", status_, reason, message,
+                                       generation)
+            patch: dict[str, Any] = {"conditions": conditions}
+            if status_ == "False":
+                patch["message"] = message
+            meta = body["metadata"]
+            try:
+                self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"],
+                                                                  {"status": patch})
+            except GatewayError as e:
+                log.warning("status of %s: %s", key, e)
+                return
+            if status_ == "False":
+                self.post_event(body, "Warning", reason, message)
 
     def _update_cost(self) -> None:
         per_ns: dict[tuple[str, str], float] = {}
@@ -918,6 +1052,41 @@ class Controller:
         for key in due:
             self.retry_at.pop(key, None)
             await self.reconcile(key)
+
+
+def _refused_before(status: Mapping[str, Any], generation: int) -> bool:
+    """Valid=False for an older generation: the spec changed since it was refused."""
+    return any(c.get("type") == "Valid" and c.get("status") == "False" and c.get("observedGeneration") != generation
+               for c in status.get("conditions") or [])
+
+
+def _member_message(e: GatewayError) -> str:
+    """The member's own words for a refusal (its Status message names the field), bounded: the values it
+    quotes back (`Invalid value: {...whole pod template...}`) are elided, the field and the verdict kept."""
+    text, out, i = e.detail or str(e), [], 0
+    marker = "Invalid value: "
+    while (j := text.find(marker, i)) >= 0:
+        out.append(text[i:j + len(marker)])
+        k = j + len(marker)
+        if k < len(text) and text[k] in "{[":
+            depth, in_str, esc = 0, False, False
+            for pos in range(k, len(text)):
+                ch, k = text[pos], pos
+                if in_str:
+                    esc, in_str = (not esc and ch == "\\"), in_str and (esc or ch != '"')
+                elif ch == '"':
+                    in_str = True
+                elif ch in "{[":
+                    depth += 1
+                elif ch in "}]":
+                    depth -= 1
+                    if depth == 0:
+                        break
+            out.append("{...}")
+            k += 1
+        i = k
+    out.append(text[i:])
+    return "".join(out)[:512]
 
 
 def _per_pod(body: Mapping[str, Any]) -> int:
