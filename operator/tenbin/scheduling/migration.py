@@ -12,16 +12,30 @@ Priorities, highest first:
 3. ClusterLost      — the member has been unreachable for `cluster_lost_after` seconds.
 4. CapacityFailover — the member has left the pods unschedulable for `pending_timeout` seconds;
                       clusters that already failed the workload are skipped; at most `max_failovers`.
-5. Evacuation       — the cluster is cordoned and an evacuation was requested.
+5. Evacuation       — the cluster is cordoned and an evacuation was requested: to the best other cluster.
 6. Requested        — the workload asked to be re-placed now: it moves to the best other cluster.
-7. Cost             — `CostAware` only: an alternative cheaper by at least `min_savings_percent`,
-                      and at least `cooldown_seconds` since the last move (or the placement).
+7. Cost             — `CostAware` only: the *cheapest* feasible alternative (lowest price in the base
+                      currency; an unknown price never wins; equal prices: the higher score), when it
+                      is cheaper by at least `min_savings_percent` (and cheaper at all), at least
+                      `cooldown_seconds` after the last move (or the placement), and outside the
+                      backoff after a failed move.
 Failure-driven moves (3, 4) also wait `min_move_interval` after the last move, so a flapping fleet
 cannot bounce a workload around.
+
+Backoff after a failed move (a `MigrationFailed` in the history: the target never became ready). With
+n failed moves in a row since the last completed move or placement, the backoff lasts
+`max(cooldown_seconds, min_move_interval) * 2**(n-1)` seconds from the last failure, at most
+`max_move_backoff` (but never less than the first step). Within it:
+- no Cost move at all (a cheaper price is no reason to retry at once what just failed);
+- Evacuation and Requested still move — someone asked — but never to a target that failed within
+  the backoff (Requested without another target does not move; Evacuation reports no target);
+- the failure-driven moves (1, 3, 4) ignore failed moves entirely: drift is mandatory, and a lost or
+  full cluster is not made better by waiting. They keep their own limits above.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -72,6 +86,13 @@ class History:
     """When the workload last moved, or was placed (epoch seconds)."""
     failovers: int = 0
     failed_clusters: frozenset[str] = frozenset()
+    """Sources of completed CapacityFailover moves."""
+    failed_moves: int = 0
+    """Failed moves (MigrationFailed) in a row since the last completed move or placement."""
+    last_failed_at: float | None = None
+    """When the last of those failed (epoch seconds); None: no failed move since the last move."""
+    failed_targets: frozenset[str] = frozenset()
+    """The targets of those failed moves."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,8 @@ class Limits:
     pending_timeout: float = 120.0
     max_failovers: int = 3
     min_move_interval: float = 30.0
+    max_move_backoff: float = 6 * 3600.0
+    """The longest backoff after failed moves in a row (unless the first step is longer)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,27 @@ def _first(alternatives: Sequence[Alternative], current: Current, exclude: froze
         if a.cluster != current.cluster and a.cluster not in exclude:
             return a
     return None
+
+
+def _cheapest(alternatives: Sequence[Alternative], current: Current) -> Alternative | None:
+    """The lowest-priced alternative elsewhere; unknown (NaN) prices never win; equal prices: higher score,
+    then the earlier one (the scheduler's order)."""
+    best: Alternative | None = None
+    for a in alternatives:
+        if a.cluster == current.cluster or math.isnan(a.price_base):
+            continue
+        if best is None or (a.price_base, -a.score) < (best.price_base, -best.score):
+            best = a
+    return best
+
+
+def move_backoff(policy: Policy, history: History, limits: Limits) -> float:
+    """Seconds after the last failed move during which voluntary moves hold back (0: no failed move)."""
+    if history.last_failed_at is None:
+        return 0.0
+    first = max(policy.cooldown_seconds, limits.min_move_interval)
+    n = max(1, history.failed_moves)
+    return max(first, min(limits.max_move_backoff, first * 2.0 ** min(n - 1, 64)))
 
 
 def savings_percent(current_price: float, target_price: float) -> float:
@@ -134,18 +178,34 @@ def should_migrate(current: Current, alternatives: Sequence[Alternative], policy
             return Move(Trigger.CAPACITY_FAILOVER, target, False,
                         f"pods unschedulable on {current.cluster} for {current.pending_for:.0f}s")
         return None
+
+    # voluntary moves from here on: held back after a failed move
+    backoff = move_backoff(policy, history, limits)
+    since_failure = None if history.last_failed_at is None else now - history.last_failed_at
+    backing_off = since_failure is not None and since_failure < backoff
+    skip = history.failed_targets if backing_off else frozenset()
+    skipped = ""
+    if skip:
+        skipped = (f"; not to {', '.join(sorted(skip))}: a move there failed {since_failure:.0f}s ago "
+                   f"(backing off {backoff:.0f}s)")
     if current.evacuating:
-        return Move(Trigger.EVACUATION, _first(alternatives, current), False,
-                    f"{current.cluster} is cordoned and being evacuated")
-    best = _first(alternatives, current)
-    if current.replace_requested and best is not None:
-        return Move(Trigger.REQUESTED, best, False, "re-placement requested on the AIWorkload")
-    if policy.policy == "CostAware" and best is not None:
+        target = _first(alternatives, current, skip)
+        return Move(Trigger.EVACUATION, target, False,
+                    f"{current.cluster} is cordoned and being evacuated" + (skipped if target is None else ""))
+    if current.replace_requested:
+        target = _first(alternatives, current, skip)
+        if target is None:
+            return None
+        return Move(Trigger.REQUESTED, target, False, "re-placement requested on the AIWorkload")
+    if policy.policy == "CostAware" and not backing_off:
         if since_move is not None and since_move < policy.cooldown_seconds:
             return None
-        saved = savings_percent(current.price_base, best.price_base)
-        if saved >= policy.min_savings_percent:
-            return Move(Trigger.COST, best, False,
-                        f"{best.cluster} is {saved:.0f}% cheaper ({best.price_base:g} vs {current.price_base:g} "
-                        f"per GPU-hour; threshold {policy.min_savings_percent:g}%)")
+        cheapest = _cheapest(alternatives, current)
+        if cheapest is None:
+            return None
+        saved = savings_percent(current.price_base, cheapest.price_base)
+        if saved > 0 and saved >= policy.min_savings_percent:
+            return Move(Trigger.COST, cheapest, False,
+                        f"{cheapest.cluster} is {saved:.0f}% cheaper ({cheapest.price_base:g} vs "
+                        f"{current.price_base:g} per GPU-hour; threshold {policy.min_savings_percent:g}%)")
     return None
