@@ -43,6 +43,7 @@ from tenbin.services.validation import semantic_error
 log = logging.getLogger("tenbin")
 
 FINALIZER = "tenbin.io/member-cleanup"
+DRAIN_FINALIZER = "tenbin.io/drain"  # on GPUClusters: deletion waits until no work is placed there
 POLICY_NAME = "default"
 EXCLUDED = 1 << 40  # "reserved" GPUs that take a cluster out of an alternatives query
 SPEC_PLUGINS = frozenset({"selector", "residency", "model", "budget"})
@@ -116,6 +117,11 @@ class ClusterState:
     telemetry: PrometheusTelemetrySource | None = None
     telemetry_key: str | None = None
     telemetry_condition: dict[str, str] | None = None
+
+    @property
+    def deleting(self) -> bool:
+        """Marked for deletion: no new work; what runs there is moved out (or stopped) before it goes."""
+        return bool((self.body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 @dataclass
@@ -210,10 +216,12 @@ class Controller:
         self.placement_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._scheduler: Scheduler | None = None
+        self._alternatives_scheduler: Scheduler | None = None
         self._snapshot: Snapshot | None = None
         self.snapshot_builds = 0  # a new number whenever the fleet as the core sees it changed
         self._seeded = False
         self._background: set[asyncio.Future[None]] = set()
+        self._drains: dict[str, asyncio.Task[None]] = {}
         self.migrator = Migrator(self)
 
     # ------------------------------------------------------------------------------------ hub view
@@ -241,6 +249,7 @@ class Controller:
                 log.warning("PlacementPolicy default is invalid, using built-in defaults: %s", e)
                 self.policy = None
         self._scheduler = None
+        self._alternatives_scheduler = None
         self._snapshot = None
         self._nudge_unschedulable()
 
@@ -259,8 +268,12 @@ class Controller:
             st = self.clusters[name] = ClusterState(name, body)
         old = (st.body.get("spec"), (st.body.get("metadata") or {}).get("labels"))
         new = (body.get("spec"), (body.get("metadata") or {}).get("labels"))
+        was_deleting = st.deleting
         st.body = body
-        if st.model is not None and old == new:
+        if st.deleting and DRAIN_FINALIZER in (body.get("metadata") or {}).get("finalizers", []) \
+                and name not in self._drains and self._seeded:
+            self._drains[name] = asyncio.ensure_future(self._drain(name))
+        if st.model is not None and old == new and was_deleting == st.deleting:
             return st  # only its status changed (our own write): the core sees nothing new
         try:
             st.model = GPUCluster.model_validate({**body, "status": None})
@@ -409,7 +422,10 @@ class Controller:
             status: dict[str, Any] = {"phase": st.phase}
             if st.observation is not None:
                 status["gpus"] = gpus
-            out.append(st.model.model_copy(update={"status": GPUClusterStatus.model_validate(status)}))
+            update: dict[str, Any] = {"status": GPUClusterStatus.model_validate(status)}
+            if st.deleting:  # a cluster being deleted takes no new work: the core sees it cordoned
+                update["spec"] = st.model.spec.model_copy(update={"cordoned": True})
+            out.append(st.model.model_copy(update=update))
         return out
 
     def snapshot(self) -> Snapshot:
@@ -715,7 +731,14 @@ class Controller:
         body = self.workloads.get(wl.key) or {}
         reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(body))
         self._exclude(reserved, set(exclude) | self._not_serving(body))
-        return self.scheduler().place(wl, self.snapshot(), reserved=reserved).top
+        return self._all_scheduler().place(wl, self.snapshot(), reserved=reserved).top
+
+    def _all_scheduler(self) -> Scheduler:
+        """The scheduler with every feasible candidate in `top`: a Cost move is judged against the cheapest
+        feasible cluster, which need not be among the best-scored few."""
+        if self._alternatives_scheduler is None:  # dropped with the policy, like self._scheduler
+            self._alternatives_scheduler = Scheduler(self.policy, top_k=1 << 30)
+        return self._alternatives_scheduler
 
     def diagnose(self, body: Mapping[str, Any]) -> str:
         try:
@@ -832,11 +855,58 @@ class Controller:
         st.gateway_key = gw_key
         return st.gateway
 
+    async def _drain(self, name: str) -> None:
+        """A GPUCluster marked for deletion: keep observing it (Kopf stopped its daemon) while the migrator
+        moves its work out (or stops it there when no compliant cluster has room), then let it go."""
+        try:
+            while (st := self.clusters.get(name)) is not None and st.deleting:
+                await self.sync_cluster(name)
+                left = self._placed_on(name)
+                if not left:
+                    await self._release_cluster(st)
+                    return
+                await asyncio.sleep(self.config.resync_seconds)  # the monitor's period, as the daemon's
+        finally:
+            self._drains.pop(name, None)
+
+    def _placed_on(self, name: str) -> list[str]:
+        out = []
+        for key, body in self.workloads.items():
+            status = body.get("status") or {}
+            m = active_migration(body)
+            if ((status.get("placement") or {}).get("cluster") == name and not is_finished(status.get("phase"))) \
+                    or (m and name in (m.get("from"), m.get("to"))):
+                out.append(key)
+        return out
+
+    async def _release_cluster(self, st: ClusterState) -> None:
+        meta = st.body.get("metadata") or {}
+        fins = [f for f in meta.get("finalizers") or [] if f != DRAIN_FINALIZER]
+        try:
+            await self.hub.patch("GPUCluster", None, st.name, {"metadata": {
+                "finalizers": fins, "resourceVersion": meta.get("resourceVersion")}})
+        except GatewayError as e:
+            if e.status != 404:
+                raise
+        log.info("GPUCluster %s drained: no work placed there any more", st.name)
+
+    async def _ensure_drain_finalizer(self, st: ClusterState) -> None:
+        meta = st.body.get("metadata") or {}
+        if st.deleting or DRAIN_FINALIZER in (meta.get("finalizers") or []):
+            return
+        try:
+            st.body = await self.hub.patch("GPUCluster", None, st.name, {"metadata": {
+                "finalizers": [*(meta.get("finalizers") or []), DRAIN_FINALIZER],
+                "resourceVersion": meta.get("resourceVersion")}})
+        except GatewayError as e:
+            log.warning("GPUCluster %s finalizer: %s (next round)", st.name, e)
+
     async def sync_cluster(self, name: str) -> None:
         """Observe one member: inventory, phase, and the status of the workloads placed there."""
         st = self.clusters.get(name)
         if st is None:
             return
+        await self._ensure_drain_finalizer(st)
         now = time.monotonic()
         before = (st.phase, st.observation.inventory.free() if st.observation else None)
         if st.invalid is not None:

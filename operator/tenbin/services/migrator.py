@@ -62,18 +62,33 @@ def active_migration(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def history_of(body: Mapping[str, Any]) -> History:
+    """The move history `should_migrate` needs, from status.history (oldest first, as Controller.history writes it).
+
+    A `MigrationFailed` entry (Migrator._fail: `cluster` = the target that failed) counts toward the run of
+    failed moves; a completed move or a (re-)placement ends the run.
+    """
     entries = (body.get("status") or {}).get("history") or []
     last = None
     failovers = 0
     failed: set[str] = set()
+    failed_moves = 0
+    last_failed: float | None = None
+    failed_targets: set[str] = set()
     for e in entries:
         if e.get("event") in ("Scheduled", "Migrated"):
             last = _ts(e.get("time")) or last
+            failed_moves, last_failed, failed_targets = 0, None, set()
         if e.get("event") == "Migrated" and e.get("reason") == Trigger.CAPACITY_FAILOVER:
             failovers += 1
             if e.get("from"):
                 failed.add(e["from"])
-    return History(last_move_at=last, failovers=failovers, failed_clusters=frozenset(failed))
+        if e.get("event") == "MigrationFailed":
+            failed_moves += 1
+            last_failed = _ts(e.get("time")) or last_failed
+            if e.get("cluster"):
+                failed_targets.add(e["cluster"])
+    return History(last_move_at=last, failovers=failovers, failed_clusters=frozenset(failed),
+                   failed_moves=failed_moves, last_failed_at=last_failed, failed_targets=frozenset(failed_targets))
 
 
 class Migrator:
@@ -120,7 +135,8 @@ class Migrator:
                     # the target's GPUs are held beside the source's: until the move completes, the
                     # source's pods (pending or not) may still take theirs
                     ctl.restore_reservation(body)
-                    ctl.reserve(key + MOVE, move.target.cluster, move.target.model, gpus, body["metadata"]["uid"])
+                    ctl.reserve(key + MOVE, move.target.cluster, move.target.model, gpus, body["metadata"]["uid"],
+                                wl.spec.gpu.count)
             if move is None:
                 self._judged[key] = (ctl.snapshot_builds, int(body["metadata"].get("generation") or 0))
             requested = REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {})
