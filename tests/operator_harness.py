@@ -27,9 +27,12 @@ MIN_MOVE_INTERVAL = 5.0
 class OperatorProcess:
     """`tenbin run` in a subprocess; stopped by the fixture that started it."""
 
-    def __init__(self, fleet: Fleet, log: Path) -> None:
+    def __init__(self, fleet: Fleet, log: Path, leader_elect: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.fleet = fleet
         self.log = log
+        self.leader_elect = leader_elect  # None: --standalone; else these leader election flags instead
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -37,14 +40,15 @@ class OperatorProcess:
     def start(self) -> None:
         argv = [sys.executable, "-m", "tenbin", "run", "--kubeconfig", str(self.fleet.kubeconfig("hub")),
                 "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
-                "--health-address", "127.0.0.1", "--health-port", str(self.health_port), "--standalone",
+                "--health-address", "127.0.0.1", "--health-port", str(self.health_port),
+                *(["--standalone"] if self.leader_elect is None else self.leader_elect),
                 "--resync-seconds", str(RESYNC), "--unreachable-after", str(UNREACHABLE_AFTER),
                 "--delete-grace", str(DELETE_GRACE), "--cluster-lost-after", str(CLUSTER_LOST_AFTER),
                 "--pending-timeout", str(PENDING_TIMEOUT), "--checkpoint-grace", str(CHECKPOINT_GRACE),
                 "--min-move-interval", str(MIN_MOVE_INTERVAL), "--migration-timeout", "60"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         wait_until("operator /healthz", self._healthy, timeout=60, abort=self._died)
 
     def _healthy(self) -> bool:
@@ -60,6 +64,7 @@ class OperatorProcess:
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen (SIGSTOPped) process could not stop
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=20)

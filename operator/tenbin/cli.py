@@ -65,6 +65,7 @@ def _cmd_dev_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tenbin.leader import LeaseConfig
     from tenbin.runner import RunOptions, run
     from tenbin.services.controller import Config
 
@@ -74,10 +75,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                  min_move_interval_seconds=args.min_move_interval, checkpoint_grace_seconds=args.checkpoint_grace,
                  migration_timeout_seconds=args.migration_timeout,
                  max_concurrent_migrations=args.max_concurrent_migrations)
+    lease = None if not args.leader_elect else LeaseConfig(
+        name=args.lease_name, namespace=args.lease_namespace, lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline, retry_period=args.retry_period)
     return run(RunOptions(
         kubeconfig=args.kubeconfig, metrics_address=args.metrics_address, metrics_port=args.metrics_port,
-        health_address=args.health_address, health_port=args.health_port, standalone=args.standalone,
-        priority=args.priority, verbose=args.verbose, config=cfg,
+        health_address=args.health_address, health_port=args.health_port, lease=lease,
+        verbose=args.verbose, config=cfg,
     ))
 
 
@@ -91,6 +95,12 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     from tenbin.agent.main import agent_command
 
     return agent_command(list(args.args))
+
+
+def _lease_namespace() -> str:
+    import os
+
+    return os.environ.get("POD_NAMESPACE") or "tenbin-system"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,8 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port (0: off)")
     run.add_argument("--health-address", default="0.0.0.0")
     run.add_argument("--health-port", type=int, default=8081, help="liveness /healthz port (0: off)")
-    run.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
-    run.add_argument("--priority", type=int, help="peering priority (default: random per replica)")
+    le = run.add_argument_group("leader election (a coordination.k8s.io/v1 Lease; only its holder acts)")
+    le.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                    help="act only while holding the Lease (default: on)")
+    le.add_argument("--standalone", dest="leader_elect", action="store_false",
+                    help="same as --no-leader-elect: a single replica, no Lease")
+    le.add_argument("--lease-name", default="tenbin")
+    le.add_argument("--lease-namespace", default=_lease_namespace(),
+                    help="default: $POD_NAMESPACE, else tenbin-system")
+    le.add_argument("--lease-duration", type=float, default=15.0,
+                    help="seconds a standby waits without a renewal before it takes the Lease over")
+    le.add_argument("--renew-deadline", type=float, default=10.0,
+                    help="seconds after its last renewal at which the leader stops (exits); < --lease-duration")
+    le.add_argument("--retry-period", type=float, default=2.0,
+                    help="seconds between renewals, and between a standby's attempts; < --renew-deadline")
     run.add_argument("--resync-seconds", type=float, default=2.0, help="how often each member is observed")
     run.add_argument("--unreachable-after", type=float, default=10.0,
                      help="seconds without a successful observation before a member turns NotReady")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 import kopf
@@ -11,11 +10,10 @@ import kopf
 from tenbin.api import GROUP, VERSION
 from tenbin.services.controller import Controller
 
-PEERING_NAME = "tenbin"
 KOPF_FINALIZER = "tenbin.io/kopf-daemon"
 
 
-def configure(settings: kopf.OperatorSettings, priority: int | None = None) -> None:
+def configure(settings: kopf.OperatorSettings) -> None:
     """Kopf tuned for Tenbin: bounded watches and requests, no handler state in status, quiet events."""
     settings.watching.server_timeout = 300  # the apiserver closes the watch; we re-list and continue
     settings.watching.client_timeout = 330  # a silent, stalled watch is dropped and re-established
@@ -26,11 +24,8 @@ def configure(settings: kopf.OperatorSettings, priority: int | None = None) -> N
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.tenbin.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.tenbin.io")
     settings.posting.level = logging.WARNING  # Tenbin posts its own decision events
-    settings.peering.name = PEERING_NAME
-    settings.peering.mandatory = False
-    # Two replicas must never act at once: Kopf freezes the lower priority; equal priorities would freeze
-    # both, so each replica draws its own.
-    settings.peering.priority = priority if priority is not None else random.randint(1, 1_000_000)
+    # No Kopf peering: one replica at a time is made sure of by the Lease (tenbin.leader), before Kopf starts.
+    settings.peering.standalone = True
     # At most 64 objects are handled at once. Kopf keeps a finished object's worker (and its slot) for
     # idle_timeout (default 5 s) in case more events come; with 64 slots that capped placement at
     # 64 / 5 s ≈ 13 AIWorkloads/s and made every new object wait for a slot. Our own patches' events
@@ -39,10 +34,10 @@ def configure(settings: kopf.OperatorSettings, priority: int | None = None) -> N
     settings.queueing.idle_timeout = 0.2
 
 
-def register(registry: kopf.OperatorRegistry, ctl: Controller, priority: int | None = None) -> None:
+def register(registry: kopf.OperatorRegistry, ctl: Controller) -> None:
     @kopf.on.startup(registry=registry)
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure(settings, priority)
+        configure(settings)
         await ctl.seed()
 
     @kopf.on.event(GROUP, VERSION, "aiworkloads", registry=registry)
@@ -63,7 +58,7 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, priority: int | N
     @kopf.daemon(GROUP, VERSION, "gpuclusters", registry=registry, cancellation_timeout=10)
     async def _monitor(name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
         # One loop per member: observe, write status, follow workloads. Stopped by Kopf when the
-        # GPUCluster goes away, the operator exits, or peering pauses this replica.
+        # GPUCluster goes away or the operator exits (a replica that loses the Lease exits at once).
         while not stopped:
             await ctl.sync_cluster(name)
             await stopped.wait(ctl.config.resync_seconds)
