@@ -32,26 +32,26 @@ MEMBER = "t-sovereign-jp"
 SCOPED_SECRET = f"{MEMBER}-scoped-kubeconfig"  # MEMBER reached through the member chart's ServiceAccount only
 FIXTURE_FLEET = ROOT / "tests" / "fixtures" / "fleet"
 PERMISSION_ERRORS = ("403", "Forbidden", "forbidden", "Not enough permissions")
-CRDS = ["aiworkloads.tenbin.io", "gpuclusters.tenbin.io", "placementpolicies.tenbin.io",
-        "clusterkopfpeerings.kopf.dev"]
+CRDS = ["aiworkloads.tenbin.io", "gpuclusters.tenbin.io", "placementpolicies.tenbin.io"]
+LEASE = "tenbin"  # the chart's Lease: the release's full name, in the release namespace
 
 
 class ChartOperator(OperatorProcess):
-    """`tenbin run` as the chart's Deployment runs it: peering on (no --standalone), POD_ID as identity."""
+    """`tenbin run` as the chart's Deployment runs it: leader election on the chart's Lease, POD_NAME and
+    POD_NAMESPACE from the downward API."""
 
-    def __init__(self, fleet: Fleet, log: Path, kubeconfig: Path, pod_id: str, priority: int) -> None:
+    def __init__(self, fleet: Fleet, log: Path, kubeconfig: Path, pod_name: str) -> None:
         super().__init__(fleet, log)
         self.kubeconfig = kubeconfig
-        self.pod_id = pod_id
-        self.priority = priority
+        self.pod_name = pod_name
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "tenbin", "run", "--kubeconfig", str(self.kubeconfig),
                 "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                 "--health-address", "127.0.0.1", "--health-port", str(self.health_port),
-                "--priority", str(self.priority), "--resync-seconds", str(RESYNC),
+                "--lease-name", LEASE, "--resync-seconds", str(RESYNC),
                 "--unreachable-after", str(UNREACHABLE_AFTER), "--delete-grace", str(DELETE_GRACE)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_ID": self.pod_id}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_NAME": self.pod_name, "POD_NAMESPACE": NS}
         env.pop("KUBECONFIG", None)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
@@ -128,7 +128,7 @@ def installed(fleet: Fleet, helm: Helm, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def operator(installed: Installed) -> Iterator[ChartOperator]:
     op = ChartOperator(installed.fleet, installed.dir / "operator-a.log", installed.hub_sa_kubeconfig,
-                       pod_id="tenbin-chart-a", priority=200)
+                       pod_name="tenbin-chart-a")
     op.start()
     try:
         yield op
@@ -166,9 +166,10 @@ def test_helm_install_creates_the_hub_side(installed: Installed) -> None:
     assert pod["spec"]["serviceAccountName"] == "tenbin"
     assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     for kind, name in (("poddisruptionbudget", "tenbin"), ("service", "tenbin-metrics"),
-                       ("serviceaccount", "tenbin"), ("role", "tenbin-secrets"), ("rolebinding", "tenbin-secrets")):
+                       ("serviceaccount", "tenbin"), ("role", "tenbin-secrets"), ("rolebinding", "tenbin-secrets"),
+                       ("role", "tenbin-leader-election"), ("rolebinding", "tenbin-leader-election")):
         assert hub_json(fleet, kind, name, "-n", NS)["metadata"]["name"] == name
-    for kind in ("clusterrole", "clusterrolebinding", "clusterkopfpeering"):
+    for kind in ("clusterrole", "clusterrolebinding"):
         assert hub_json(fleet, kind, "tenbin")["metadata"]["name"] == "tenbin"
     # the member chart on the member: its identity, and the agent DaemonSet scheduled on the GPU nodes
     member_nodes = len(json.loads(fleet.kubectl("get", "nodes", "-l", "nvidia.com/gpu.present=true", "-o", "json",
@@ -220,26 +221,27 @@ def test_the_chart_identity_places_work_end_to_end(installed: Installed, operato
     assert _log_permission_errors(operator) == []
 
 
-def test_peering_keeps_a_second_replica_standing_by(installed: Installed, operator: ChartOperator) -> None:
+def _lease_holder(fleet: Fleet) -> str:
+    res = fleet.kubectl("get", "lease", LEASE, "-n", NS, "-o", "json", check=False)
+    return str((json.loads(res.stdout).get("spec") or {}).get("holderIdentity") or "") if res.returncode == 0 else ""
+
+
+def test_leader_election_keeps_a_second_replica_standing_by(installed: Installed, operator: ChartOperator) -> None:
+    """Both replicas with the chart's identity: a holds the chart's Lease (create, get, update suffice), b reads
+    it and stands by, and neither meets a permission error."""
     fleet = installed.fleet
-    wait_until("replica a announced in the peering object",
-               lambda: "tenbin-chart-a" in (hub_json(fleet, "clusterkopfpeering", "tenbin").get("status") or {}),
+    wait_until("replica a holds the chart's Lease", lambda: _lease_holder(fleet).startswith("tenbin-chart-a_"),
                timeout=60, abort=operator._died)
-    b = ChartOperator(fleet, installed.dir / "operator-b.log", installed.hub_sa_kubeconfig,
-                      pod_id="tenbin-chart-b", priority=100)
+    b = ChartOperator(fleet, installed.dir / "operator-b.log", installed.hub_sa_kubeconfig, pod_name="tenbin-chart-b")
     b.start()
     try:
-        def both_announced() -> bool:
-            peers = hub_json(fleet, "clusterkopfpeering", "tenbin").get("status") or {}
-            return {"tenbin-chart-a", "tenbin-chart-b"} <= set(peers)
-
-        wait_until("replica b announced beside a", both_announced, timeout=60, abort=b._died)
-        wait_until("replica b pauses in favour of a",
-                   lambda: "Pausing operations in favour of" in b.log.read_text(errors="replace"),
+        wait_until("replica b stands by", lambda: "standing by" in b.log.read_text(errors="replace"),
                    timeout=60, abort=b._died)
-        peers = hub_json(fleet, "clusterkopfpeering", "tenbin")["status"]
-        assert peers["tenbin-chart-a"]["priority"] == 200 and peers["tenbin-chart-b"]["priority"] == 100
-        assert "Pausing" not in operator.log.read_text(errors="replace")  # a keeps working
+        renewed = hub_json(fleet, "lease", LEASE, "-n", NS)["spec"]["renewTime"]
+        wait_until("a renews the Lease", lambda: hub_json(fleet, "lease", LEASE, "-n", NS)["spec"]["renewTime"]
+                   != renewed, timeout=30, abort=operator._died)
+        assert _lease_holder(fleet).startswith("tenbin-chart-a_")
+        assert "acquired the Lease" not in b.log.read_text(errors="replace")
         assert _log_permission_errors(b) == []
     finally:
         b.stop()
@@ -302,9 +304,11 @@ HUB_CAN_I = [
     ("create", "gpuclusters.tenbin.io", None, False), ("delete", "gpuclusters.tenbin.io", None, False),
     ("patch", "placementpolicies.tenbin.io", None, False), ("create", "events", "default", True),
     ("delete", "events", "default", False), ("create", "pods", NS, False), ("list", "pods", None, False),
-    ("patch", "clusterkopfpeerings.kopf.dev/tenbin", None, True),
-    ("patch", "clusterkopfpeerings.kopf.dev/another-operator", None, False),
-    ("create", "clusterkopfpeerings.kopf.dev", None, False),
+    ("create", "leases.coordination.k8s.io", NS, True), ("get", f"leases.coordination.k8s.io/{LEASE}", NS, True),
+    ("update", f"leases.coordination.k8s.io/{LEASE}", NS, True),
+    ("update", "leases.coordination.k8s.io/another-operator", NS, False),
+    ("delete", f"leases.coordination.k8s.io/{LEASE}", NS, False), ("list", "leases.coordination.k8s.io", NS, False),
+    ("create", "leases.coordination.k8s.io", "default", False),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", None, False),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", None, False),
 ]
@@ -358,7 +362,7 @@ def test_helm_upgrade_then_uninstall_keeps_crds_and_custom_resources(installed: 
     operator.stop()  # the RBAC it runs with goes away with the release
     helm.run("uninstall", "tenbin", "--namespace", NS, "--kubeconfig", hub_kc)
     for kind, name, namespaced in (("deployment", "tenbin", True), ("clusterrole", "tenbin", False),
-                                   ("role", "tenbin-secrets", True), ("clusterkopfpeering", "tenbin", False)):
+                                   ("role", "tenbin-secrets", True), ("role", "tenbin-leader-election", True)):
         where = ["-n", NS] if namespaced else []
         assert fleet.kubectl("get", kind, name, *where, "--ignore-not-found", "-o", "name").stdout.strip() == "", kind
     for crd in CRDS:  # Helm never deletes crds/: the AIWorkloads and GPUClusters survive an uninstall

@@ -58,8 +58,11 @@ def test_default_hub_render(helm: Helm) -> None:
     assert spec["replicas"] == 2
     assert c["image"] == "ghcr.io/tenbin/tenbin:0.1.0"  # the chart's appVersion
     assert c["args"] == ["run", "--metrics-port=8080", "--health-port=8081", "--resync-seconds=2",
-                         "--unreachable-after=10", "--delete-grace=30"]  # peering on: no --standalone
-    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+                         "--unreachable-after=10", "--delete-grace=30", "--lease-name=tenbin",
+                         "--lease-duration=15", "--renew-deadline=10", "--retry-period=2"]  # leader election on
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+    assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in c["env"]
+    assert not [e for e in c["env"] if e["name"] == "POD_ID"], "Kopf peering's identity is gone"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -74,16 +77,17 @@ def test_default_hub_render(helm: Helm) -> None:
     assert pod["serviceAccountName"] == "tenbin"
     assert pod["affinity"]["podAntiAffinity"]
     assert one(docs, "ServiceAccount", "tenbin")
-    assert one(docs, "ClusterKopfPeering", "tenbin")["apiVersion"] == "kopf.dev/v1"
+    assert not by_kind(docs, "ClusterKopfPeering")
+    assert one(docs, "RoleBinding", "tenbin-leader-election")["roleRef"]["name"] == "tenbin-leader-election"
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     svc = one(docs, "Service", "tenbin-metrics")
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert not by_kind(docs, "ServiceMonitor")
-    # CRDs are not templates: `helm template` without --include-crds leaves them out; with it, all four
+    # CRDs are not templates: `helm template` without --include-crds leaves them out; with it, Tenbin's three
     crds = by_kind(helm.template(HUB_CHART, "--include-crds"), "CustomResourceDefinition")
     assert sorted(d["metadata"]["name"] for d in crds) == [
-        "aiworkloads.tenbin.io", "clusterkopfpeerings.kopf.dev", "gpuclusters.tenbin.io", "placementpolicies.tenbin.io"]
+        "aiworkloads.tenbin.io", "gpuclusters.tenbin.io", "placementpolicies.tenbin.io"]
 
 
 def test_hub_cluster_role_is_exactly_what_the_operator_uses(helm: Helm) -> None:
@@ -97,11 +101,15 @@ def test_hub_cluster_role_is_exactly_what_the_operator_uses(helm: Helm) -> None:
         ("ClusterRole", ("tenbin.io",), ("aiworkloads", "gpuclusters"), (), ("patch",)),
         ("ClusterRole", ("tenbin.io",), ("aiworkloads/status", "gpuclusters/status"), (), ("patch",)),
         ("ClusterRole", ("",), ("events",), (), ("create",)),
-        ("ClusterRole", ("kopf.dev",), ("clusterkopfpeerings",), (), ("list", "watch")),
-        ("ClusterRole", ("kopf.dev",), ("clusterkopfpeerings",), ("tenbin",), ("patch",)),
         ("ClusterRole", ("apiextensions.k8s.io",), ("customresourcedefinitions",), (), ("list", "watch")),
         ("Role", ("",), ("secrets",), (), ("get",)),
+        ("Role", ("coordination.k8s.io",), ("leases",), (), ("create",)),
+        ("Role", ("coordination.k8s.io",), ("leases",), ("tenbin",), ("get", "update")),
     ]
+    lease_roles = {r["metadata"]["name"] for r, rule in rules(docs) if "leases" in rule["resources"]}
+    assert lease_roles == {"tenbin-leader-election"}
+    assert {r["metadata"].get("namespace") for r, rule in rules(docs) if "leases" in rule["resources"]} == {
+        "tenbin-system"}
 
 
 def test_ha_monitoring_values(helm: Helm) -> None:
@@ -113,7 +121,8 @@ def test_ha_monitoring_values(helm: Helm) -> None:
     assert c["image"] == "registry.example.com/platform/tenbin@sha256:" + "0123456789abcdef" * 4
     assert c["imagePullPolicy"] == "Always" and pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
     assert c["args"] == ["run", "--metrics-port=8080", "--health-port=8081", "--resync-seconds=5",
-                         "--unreachable-after=30", "--delete-grace=120", "--verbose"]
+                         "--unreachable-after=30", "--delete-grace=120", "--lease-name=tenbin",
+                         "--lease-duration=15", "--renew-deadline=10", "--retry-period=2", "--verbose"]
     assert {"name": "TZ", "value": "Asia/Tokyo"} in c["env"]
     assert pod["priorityClassName"] == "system-cluster-critical"
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
@@ -131,14 +140,15 @@ def test_single_minimal_values(helm: Helm) -> None:
     dep = one(docs, "Deployment")
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert dep["spec"]["replicas"] == 1
-    assert "--standalone" in c["args"] and "--metrics-port=9090" in c["args"] and "--health-port=9091" in c["args"]
+    assert "--no-leader-elect" in c["args"] and "--metrics-port=9090" in c["args"] and "--health-port=9091" in c["args"]
+    assert not [a for a in c["args"] if a.startswith("--lease")]
     assert c["livenessProbe"]["httpGet"]["port"] == "health"
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 9090, "health": 9091}
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "platform-tenbin"
     for kind in ("ServiceAccount", "PodDisruptionBudget", "Service", "ServiceMonitor", "ClusterKopfPeering"):
         assert not by_kind(docs, kind), kind
     groups = {g for _, rule in rules(docs) for g in rule["apiGroups"]}
-    assert "kopf.dev" not in groups and "apiextensions.k8s.io" not in groups
+    assert "coordination.k8s.io" not in groups and "apiextensions.k8s.io" not in groups
     subjects = [s for b in docs if b["kind"].endswith("Binding") for s in b["subjects"]]
     assert subjects and all(s["name"] == "platform-tenbin" for s in subjects)
 
@@ -203,6 +213,8 @@ INVALID = [
     (HUB_CHART, {"podSecurityContext.runAsNonRoot": "false"}, "at '/podSecurityContext/runAsNonRoot'"),
     (HUB_CHART, {"image.digest": "latest"}, "at '/image/digest'"),
     (HUB_CHART, {"resources.limits.memory": "lots"}, "at '/resources/limits/memory'"),
+    (HUB_CHART, {"leaderElection.leaseDuration": "0"}, "at '/leaderElection/leaseDuration'"),
+    (HUB_CHART, {"peering.enabled": "false"}, "additional properties 'peering' not allowed"),
     (MEMBER_CHART, {"hubAccess.workloadResources[0].apiGroup": "*"}, "at '/hubAccess/workloadResources/0/apiGroup'"),
     (MEMBER_CHART, {"agent.intervalSeconds": "0"}, "at '/agent/intervalSeconds'"),
     (MEMBER_CHART, {"agent.logLevel": "loud"}, "at '/agent/logLevel': value must be one of"),
@@ -223,12 +235,17 @@ def test_invalid_values_are_rejected_by_the_schema(helm: Helm, chart: Path, sets
 
 
 @pytest.mark.parametrize(("chart", "sets", "message"), [
-    (HUB_CHART, {"peering.enabled": "false"}, "set replicaCount to 1 (it is 2)"),
+    (HUB_CHART, {"leaderElection.enabled": "false"}, "set replicaCount to 1 (it is 2)"),
+    (HUB_CHART, {"leaderElection.renewDeadline": "15"},
+     "leaderElection.renewDeadline (15) must be shorter than leaderElection.leaseDuration (15)"),
+    (HUB_CHART, {"leaderElection.retryPeriod": "10"},
+     "leaderElection.retryPeriod (10) must be shorter than leaderElection.renewDeadline (10)"),
     (HUB_CHART, {"metrics.serviceMonitor.enabled": "true", "metrics.service.enabled": "false"},
      "set metrics.service.enabled=true too"),
     (HUB_CHART, {"serviceAccount.create": "false"}, "serviceAccount.name is required"),
     (MEMBER_CHART, {"hubAccess.serviceAccount.create": "false"}, "nothing to bind"),
-], ids=["standalone-with-2-replicas", "servicemonitor-without-service", "no-sa-name", "member-nothing-to-bind"])
+], ids=["no-leader-election-with-2-replicas", "renew-deadline-not-below-lease", "retry-not-below-renew",
+        "servicemonitor-without-service", "no-sa-name", "member-nothing-to-bind"])
 def test_inconsistent_values_fail_with_a_clear_message(helm: Helm, chart: Path, sets: dict[str, str],
                                                        message: str) -> None:
     argv = ["template", "x", str(chart)]

@@ -41,3 +41,7 @@ app.kubernetes.io/part-of: tenbin
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "tenbin.leaseName" -}}
+{{- default (include "tenbin.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
