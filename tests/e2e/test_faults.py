@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from operator_harness import OperatorProcess, aiw, apply, hub_json, workload
+from operator_harness import ROOT, OperatorProcess, aiw, apply, hub_json, workload
 from tenbin.testbed.fleet import Fleet, wait_until
 
 US = "t-hyperscaler-us"  # two nodes of 8 H100 each
@@ -198,3 +198,42 @@ def test_pods_the_member_cannot_schedule_are_reported_once(operator: OperatorPro
     apply(fleet, ns, workload("marker", gpus=1, jurisdictions=["US"], run_seconds=600))
     wait_until("a later workload Running", lambda: phase(fleet, ns, "marker") == "Running", timeout=60)
     assert _reasons(fleet, ns, "nowhere").count("PodsUnschedulable") == 1
+
+
+def _member_jobs(fleet: Fleet, member: str, ns: str) -> list[str]:
+    res = fleet.kubectl("get", "jobs", "-n", ns, "-o", "json", cluster=member, check=False)
+    return [j["metadata"]["name"] for j in json.loads(res.stdout)["items"]] if res.returncode == 0 else []
+
+
+def _gpucluster_doc(name: str) -> str:
+    docs = (ROOT / "tests" / "fixtures" / "fleet" / "members.yaml").read_text().split("\n---\n")
+    return next(d for d in docs if f"name: {name}}}" in d)
+
+
+def test_deleting_a_gpucluster_moves_its_work_out_first(operator: OperatorProcess, ns: str) -> None:
+    """Class 4: deleting a GPUCluster used to leave its AIWorkloads Running on a cluster that no longer
+    exists, and their member Jobs running after the AIWorkloads were deleted. Now deletion drains first."""
+    fleet = operator.fleet
+    cheap = {"placement": {"weights": {"price": 1}}}  # on-prem is the cheapest compliant member
+    mobile = workload("mobile", gpus=2, jurisdictions=["JP", "US"], run_seconds=600)
+    mobile["spec"].update(cheap)
+    stay = workload("stay", gpus=2, classification="Confidential", jurisdictions=["JP"], tiers=["OnPrem"],
+                    run_seconds=600)
+    apply(fleet, ns, mobile, stay)
+    wait_until("both Running on-prem", lambda: all(
+        phase(fleet, ns, n) == "Running" and aiw(fleet, ns, n)["status"]["placement"]["cluster"] == ONPREM
+        for n in ("mobile", "stay")), timeout=90)
+    fleet.kubectl("delete", "gpucluster", ONPREM, "--wait=false")
+    try:
+        wait_until(f"GPUCluster {ONPREM} gone", lambda: fleet.kubectl(
+            "get", "gpucluster", ONPREM, check=False).returncode != 0, timeout=120)
+        moved = aiw(fleet, ns, "mobile")["status"]
+        assert moved["placement"]["cluster"] != ONPREM, moved
+        assert [h["from"] for h in moved["history"] if h["event"] == "Migrated"] == [ONPREM], moved["history"]
+        stopped = aiw(fleet, ns, "stay")["status"]
+        assert stopped["phase"] == "Unschedulable" and not stopped.get("placement"), stopped
+        assert [h["from"] for h in stopped["history"] if h["event"] == "Evacuated"] == [ONPREM], stopped["history"]
+        assert _member_jobs(fleet, ONPREM, ns) == []  # nothing of ours is left running there
+    finally:
+        fleet.kubectl("apply", "-f", "-", input=_gpucluster_doc(ONPREM))
+    wait_until("stay Running on-prem again", lambda: phase(fleet, ns, "stay") == "Running", timeout=90)

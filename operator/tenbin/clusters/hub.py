@@ -67,14 +67,19 @@ class HubClient:
 
         return await self._call(f"patch {kind} {namespace or ''}/{name} status", call)
 
-    async def patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         def call() -> dict[str, Any]:
-            out = self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURALS[kind], name, dict(patch),
-                _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
+            if namespace:
+                out = self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURALS[kind], name, dict(patch),
+                    _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
+            else:
+                out = self.custom.patch_cluster_custom_object(
+                    GROUP, VERSION, PLURALS[kind], name, dict(patch),
+                    _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
             return dict(out)
 
-        return await self._call(f"patch {kind} {namespace}/{name}", call)
+        return await self._call(f"patch {kind} {namespace or ''}/{name}", call)
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         def call() -> str:

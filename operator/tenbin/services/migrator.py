@@ -165,7 +165,7 @@ class Migrator:
         spec = body.get("spec") or {}
         if (spec.get("migration") or {}).get("policy") == "CostAware":
             return True
-        if st.phase != "Ready" or REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}):
+        if st.phase != "Ready" or st.deleting or REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}):
             return True
         if key in self.pending_since:
             return True
@@ -194,12 +194,14 @@ class Migrator:
             unreachable_for=(now_m - st.first_failure) if st.first_failure is not None else 0.0,
             pending_for=now_m - since,
             residency_violations=ctl.violations(wl, cluster, model, plugins=frozenset({"residency"})),
-            evacuating=cordoned and str(annotations.get(EVACUATE_ANNOTATION, "")).lower() == "true",
+            evacuating=st.deleting or (cordoned and str(annotations.get(EVACUATE_ANNOTATION, "")).lower() == "true"),
             replace_requested=REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}),
         )
         mig = wl.spec.migration
         policy = Policy(str(mig.policy), float(mig.min_savings_percent), float(mig.cooldown_seconds)) \
             if mig is not None else Policy()
+        if st.deleting and policy.policy == "Never":
+            policy = Policy("OnFailure")  # the cluster goes away: its work must leave it, whatever the policy
         history = history_of(body)
         exclude = {cluster}
         if current.pending_for >= ctl.config.pending_timeout_seconds:
@@ -260,7 +262,9 @@ class Migrator:
         status = body.get("status") or {}
         p = status.get("placement") or {}
         source = p["cluster"]
-        if move.trigger not in (Trigger.RESIDENCY_DRIFT, Trigger.CLUSTER_LOST):
+        st = ctl.clusters.get(source)
+        deleting = st is not None and st.deleting
+        if move.trigger not in (Trigger.RESIDENCY_DRIFT, Trigger.CLUSTER_LOST) and not deleting:
             if status.get("message", "").endswith("(no target)"):
                 return
             msg = f"{move.reason}; no other feasible cluster (no target)"
@@ -268,14 +272,13 @@ class Migrator:
                                                             {"status": {"message": msg}})
             ctl.post_event(body, "Warning", "NoMigrationTarget", msg)
             return
-        st = ctl.clusters.get(source)
-        if move.trigger == Trigger.RESIDENCY_DRIFT and st is not None and st.gateway is not None:
+        if (move.trigger == Trigger.RESIDENCY_DRIFT or deleting) and st is not None and st.gateway is not None:
             try:
                 await st.gateway.delete(member_ref(body))
             except GatewayError as e:
                 log.warning("evacuating %s from %s: %s (the stale copy goes when it is reachable)", key, source, e)
         diagnosis = ctl.diagnose(body)
-        event = "Evacuated" if move.trigger == Trigger.RESIDENCY_DRIFT else "Lost"
+        event = "Evacuated" if move.trigger == Trigger.RESIDENCY_DRIFT or deleting else "Lost"
         msg = f"{move.reason}; stopped there and waiting: {diagnosis}"
         conditions = ctl.with_condition(status, "Scheduled", "False", str(move.trigger), msg)
         history = ctl.history(status, event, None, None, None, None, msg[:256], reason=str(move.trigger),
