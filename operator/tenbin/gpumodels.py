@@ -24,13 +24,18 @@ PRODUCTS: dict[str, str] = {
     "T4-16GB": "Tesla-T4",
 }
 
-# other product labels seen in the field for the same canonical models
+# other product labels seen in the field for the same canonical models. Node affinity matches label values
+# exactly, so each is spelled as it appears on Nodes: GFD (and Tenbin's agent, `gfd_product`) writes the NVML
+# device name with spaces turned into dashes, case kept (``NVIDIA H100 PCIe`` -> ``NVIDIA-H100-PCIe``);
+# the all-capitals spellings are kept for Nodes an admin labelled by hand.
 _ALIASES: dict[str, str] = {
+    "NVIDIA-H100-PCIe": "H100-80GB",
     "NVIDIA-H100-PCIE": "H100-80GB",
     "NVIDIA-H100-80GB-PCIE": "H100-80GB",
     "NVIDIA-H100-SXM5-80GB": "H100-80GB",
     "NVIDIA-H200-141GB-HBM3E": "H200-141GB",
     "NVIDIA-A100-PCIE-80GB": "A100-80GB",
+    "NVIDIA-A100-80GB-PCIe": "A100-80GB",
     "NVIDIA-A100-80GB-PCIE": "A100-80GB",
     "NVIDIA-A100-PCIE-40GB": "A100-40GB",
 }
@@ -54,7 +59,13 @@ def canonical_model(product: str) -> str:
 
 
 def product_labels(model: str) -> list[str]:
-    """Every ``nvidia.com/gpu.product`` value that means this canonical model (for node affinity)."""
+    """Every ``nvidia.com/gpu.product`` value the table knows for this canonical model, spelled exactly
+    (for node affinity, which compares strings exactly: add the spellings observed on the member's Nodes)."""
     out = {product_label(model)}
     out.update(product for product, canonical in _ALIASES.items() if canonical == model)
     return sorted(out)
+
+
+def known_products() -> dict[str, str]:
+    """Every product label in the table (each model's GFD label and every alias) -> its canonical model."""
+    return {**{v: k for k, v in PRODUCTS.items()}, **_ALIASES}

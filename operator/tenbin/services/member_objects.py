@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tenbin.clusters.gateway import (
@@ -21,8 +21,8 @@ from tenbin.clusters.gateway import (
     ObjectRef,
     ObservedObject,
 )
-from tenbin.gpumodels import product_labels
-from tenbin.inventory.model import PRODUCT_LABEL
+from tenbin.gpumodels import canonical_model, product_labels
+from tenbin.inventory.model import PRODUCT_LABEL, TENBIN_TOLERATIONS, pod_gpu_request
 
 CLUSTER_ANNOTATION = "tenbin.io/cluster"
 POD_TEMPLATE_KINDS = frozenset({"Job", "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"})
@@ -33,13 +33,18 @@ def workload_key(body: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace', 'default')}/{meta.get('name')}"
 
 
-def pin_gpu_model(pod_spec: dict[str, Any], model: str) -> None:
+def pin_gpu_model(pod_spec: dict[str, Any], model: str, products: Iterable[str] | None = None) -> None:
     """Require nodes whose ``nvidia.com/gpu.product`` is the chosen model, ANDed with the pod's own affinity.
 
     Without it the member's scheduler may put a pod on any node with free ``nvidia.com/gpu`` - another
-    model than the one Tenbin chose, priced and reserved.
+    model than the one Tenbin chose, priced and reserved. Node affinity compares values exactly while the
+    inventory maps product labels to models case-insensitively, so the ``In`` values are the table's spellings
+    for the model plus ``products``: the exact labels observed on the member's nodes of that model
+    (``ClusterInventory.products(model)``). A product whose canonical model is another one is left out.
     """
-    requirement = {"key": PRODUCT_LABEL, "operator": "In", "values": product_labels(model)}
+    values = set(product_labels(model))
+    values.update(p for p in products or () if p and canonical_model(p) == model)
+    requirement = {"key": PRODUCT_LABEL, "operator": "In", "values": sorted(values)}
     affinity = pod_spec.setdefault("affinity", {})
     node = affinity.setdefault("nodeAffinity", {})
     required = node.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
@@ -50,8 +55,15 @@ def pin_gpu_model(pod_spec: dict[str, Any], model: str) -> None:
     required["nodeSelectorTerms"] = terms
 
 
-def member_object(workload: Mapping[str, Any], cluster: str, model: str | None = None) -> dict[str, Any]:
-    """The object to server-side-apply in the member for this AIWorkload body (its pods pinned to `model`)."""
+def member_object(workload: Mapping[str, Any], cluster: str, model: str | None = None,
+                  products: Iterable[str] | None = None) -> dict[str, Any]:
+    """The object to server-side-apply in the member for this AIWorkload body (its pods pinned to `model`,
+    matching the table's product labels and the observed `products`, see :func:`pin_gpu_model`).
+
+    A pod template that requests ``nvidia.com/gpu`` also gets ``TENBIN_TOLERATIONS`` (what the
+    ExtendedResourceToleration admission plugin would add), so GPU nodes tainted ``nvidia.com/gpu:NoSchedule``
+    take it, as the inventory counts them.
+    """
     meta = workload["metadata"]
     obj = copy.deepcopy(dict(workload["spec"]["template"]))
     om = obj.setdefault("metadata", {})
@@ -76,8 +88,17 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
         tmpl = obj.setdefault("spec", {}).setdefault("template", {})
         tm = tmpl.setdefault("metadata", {})
         tm["labels"] = {**(tm.get("labels") or {}), UID_LABEL: meta["uid"]}
+        pod_spec = tmpl.setdefault("spec", {})
         if model:
-            pin_gpu_model(tmpl.setdefault("spec", {}), model)
+            pin_gpu_model(pod_spec, model, products)
+        if pod_gpu_request({"spec": pod_spec}) > 0:
+            tolerations = list(pod_spec.get("tolerations") or [])
+
+            def same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:  # core/v1 MatchToleration
+                return all((a.get(k) or "") == (b.get(k) or "") for k in ("key", "operator", "value", "effect"))
+
+            tolerations += [dict(t) for t in TENBIN_TOLERATIONS if not any(same(t, u) for u in tolerations)]
+            pod_spec["tolerations"] = tolerations
     return obj
 
 
