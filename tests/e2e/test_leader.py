@@ -139,6 +139,7 @@ def test_killed_leader_is_replaced_after_the_lease_duration(replicas: Replicas, 
     a.proc.wait(timeout=10)
     wait_until("b takes the Lease over", lambda: replicas.holder() == "leader-b", timeout=30)
     took = time.monotonic() - killed
+    print(f"SIGKILL -> standby holds the Lease: {took:.2f} s (lease {LEASE_DURATION:g} s, retry {RETRY_PERIOD:g} s)")
     # never before the Lease could have expired: a renewed at most one retry period before the kill
     assert took >= LEASE_DURATION - RETRY_PERIOD, took
     assert took <= LEASE_DURATION + 3 * RETRY_PERIOD + 5, took
@@ -166,13 +167,17 @@ def test_frozen_leader_loses_the_lease_and_exits_without_acting_when_it_wakes(re
     # created while a is frozen: its watch stream holds the event, unread, for when a wakes up
     apply(fleet, ns, workload("le-frozen", gpus=1, run_seconds=600))
     wait_until("b takes the Lease over", lambda: replicas.holder() == "leader-b", timeout=30)
-    assert time.monotonic() - frozen >= LEASE_DURATION - RETRY_PERIOD
+    took = time.monotonic() - frozen
+    print(f"SIGSTOP -> standby holds the Lease: {took:.2f} s")
+    assert took >= LEASE_DURATION - RETRY_PERIOD, took
     body = running_once(fleet, ns, "le-frozen")
     wait_until("b placed it", lambda: len(placing_lines(b, f"{ns}/le-frozen")) == 1, timeout=10)
     woke_at = len(a.log.read_text(errors="replace").splitlines())
 
     a.proc.send_signal(signal.SIGCONT)
+    woke = time.monotonic()
     wait_until("a exits on waking", lambda: a.proc is not None and a.proc.poll() is not None, timeout=15)
+    print(f"SIGCONT -> old leader exited: {time.monotonic() - woke:.2f} s (exit {a.proc.returncode})")
     assert a.proc.returncode == LOST_EXIT_CODE, a.tail()
     after = a.log.read_text(errors="replace").splitlines()[woke_at:]
     assert any("within the renew deadline" in ln and "exiting" in ln for ln in after), "\n".join(after)
