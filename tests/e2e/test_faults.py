@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from typing import Any
 
 from operator_harness import ROOT, OperatorProcess, aiw, apply, hub_json, workload
@@ -237,3 +239,51 @@ def test_deleting_a_gpucluster_moves_its_work_out_first(operator: OperatorProces
     finally:
         fleet.kubectl("apply", "-f", "-", input=_gpucluster_doc(ONPREM))
     wait_until("stay Running on-prem again", lambda: phase(fleet, ns, "stay") == "Running", timeout=90)
+
+
+def test_a_job_on_a_frozen_member_never_gets_a_second_copy(operator: OperatorProcess, ns: str) -> None:
+    """Class 9: an apiserver frozen (SIGSTOP, not dead) looks lost from the hub while its Job may run on.
+    The Job waits for a fence instead of starting a second copy; when the member thaws it simply goes on."""
+    fleet = operator.fleet
+    doc = workload("frozen", gpus=2, jurisdictions=["JP", "US"], run_seconds=600)
+    doc["spec"]["placement"] = {"weights": {"price": 1}}  # on-prem: the cheapest, with room elsewhere too
+    apply(fleet, ns, doc)
+    wait_until("Running on-prem", lambda: phase(fleet, ns, "frozen") == "Running", timeout=60)
+    assert aiw(fleet, ns, "frozen")["status"]["placement"]["cluster"] == ONPREM
+    apiserver = fleet.process(f"{ONPREM}-kube-apiserver").pid
+    os.kill(apiserver, signal.SIGSTOP)
+    try:
+        wait_until("AwaitingFence", lambda: _condition(aiw(fleet, ns, "frozen"), "Ready").get(
+            "reason") == "AwaitingFence", timeout=60)
+        for other in ("t-sovereign-jp", US):
+            assert _member_jobs(fleet, other, ns) == []
+        assert aiw(fleet, ns, "frozen")["status"]["placement"]["cluster"] == ONPREM
+    finally:
+        os.kill(apiserver, signal.SIGCONT)
+    wait_until("Ready again on-prem", lambda: _condition(aiw(fleet, ns, "frozen"), "Ready").get(
+        "reason") == "Running", timeout=60)
+    assert _member_jobs(fleet, ONPREM, ns) == ["frozen"]
+    for other in ("t-sovereign-jp", US):
+        assert _member_jobs(fleet, other, ns) == []
+    assert _reasons(fleet, ns, "frozen").count("AwaitingFence") == 1
+
+
+def test_gpus_of_any_kind_are_counted_once(operator: OperatorProcess, ns: str) -> None:
+    """Class 3: pods of a kind Tenbin has no adapter for (here a ReplicationController) carried no workload
+    label, so their GPUs were counted twice: reservation plus the member's pods. A member with room for two
+    whole-node pods then took only one."""
+    fleet = operator.fleet
+    doc = workload("rc", gpus=8, jurisdictions=["US"])
+    pod = doc["spec"]["template"]["spec"]["template"]
+    pod["spec"]["restartPolicy"] = "Always"
+    doc["spec"]["template"] = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc"},
+                               "spec": {"replicas": 1, "selector": {"app": "rc"}, "template": pod}}
+    apply(fleet, ns, doc)
+    wait_until("rc Running", lambda: phase(fleet, ns, "rc") == "Running", timeout=60)
+    pods = member_pods(fleet, US, ns)
+    assert [p["metadata"]["labels"].get("tenbin.io/workload-uid") for p in pods] == [aiw(fleet, ns, "rc")[
+        "metadata"]["uid"]]
+    apply(fleet, ns, workload("second", gpus=8, jurisdictions=["US"], run_seconds=600))
+    wait_until("second Running beside it", lambda: phase(fleet, ns, "second") in ("Running", "Unschedulable"),
+               timeout=60)
+    assert phase(fleet, ns, "second") == "Running", aiw(fleet, ns, "second")["status"].get("message")

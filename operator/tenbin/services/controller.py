@@ -25,10 +25,12 @@ from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.api.objects import field_path
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation, ObservedObject
 from tenbin.clusters.kube import run_blocking
+from tenbin.inventory.model import NodeGPUs
 from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
 from tenbin.scheduling import nodefit
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
+from tenbin.services.conditions import now_iso, set_condition
 from tenbin.services.member_objects import (
     is_finished,
     member_object,
@@ -50,11 +52,6 @@ SPEC_PLUGINS = frozenset({"selector", "residency", "model", "budget"})
 
 PostEvent = Callable[[Mapping[str, Any], str, str, str], None]  # body, type, reason, message
 GatewayFactory = Callable[[str, Mapping[str, Any]], Awaitable[ClusterGateway]]
-
-
-def now_iso(now: float | None = None) -> str:
-    t = dt.datetime.fromtimestamp(now if now is not None else time.time(), dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: str | None) -> float | None:
@@ -177,21 +174,6 @@ class Reservations(dict[str, Reservation]):
     def __ior__(self, other: Any) -> Reservations:  # type: ignore[override,misc]
         self.version += 1
         return super().__ior__(other)
-
-
-def set_condition(conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
-                  generation: int | None = None, now: float | None = None) -> list[dict[str, Any]]:
-    """Conditions with one replaced (lastTransitionTime kept when the status does not change)."""
-    out = [dict(c) for c in conditions if c.get("type") != type_]
-    old = next((c for c in conditions if c.get("type") == type_), None)
-    ltt = old.get("lastTransitionTime") if old and old.get("status") == status else now_iso(now)
-    new: dict[str, Any] = {"type": type_, "status": status, "reason": reason, "message": message[:1024],
-                           "lastTransitionTime": ltt}
-    if generation is not None:
-        new["observedGeneration"] = generation
-    out.append(new)
-    out.sort(key=lambda c: c["type"])
-    return out
 
 
 class Controller:
@@ -563,7 +545,9 @@ class Controller:
         if st is None or st.gateway is None:
             raise GatewayError(f"member {cluster} is not connected yet")
         try:
-            await st.gateway.apply(member_object(body, cluster, model))
+            inv = st.observation.inventory if st.observation else None
+            products = inv.products(model) if inv is not None and model else None
+            await st.gateway.apply(member_object(body, cluster, model, products))
         except GatewayError:
             self.metrics.member_errors.labels(cluster, "apply").inc()
             raise
@@ -1172,10 +1156,9 @@ def _tolerations(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(pod.get("tolerations") or [])
 
 
-def _node_free(node: Any, tolerations: Sequence[Mapping[str, Any]]) -> int:
+def _node_free(node: NodeGPUs, tolerations: Sequence[Mapping[str, Any]]) -> int:
     """Free GPUs of a node for pods with these tolerations (taints the pods do not tolerate: none)."""
-    free_for = getattr(node, "free_for", None)
-    return int(free_for(tolerations)) if callable(free_for) else int(node.free)
+    return node.free_for(tolerations)
 
 
 def _rv(body: Mapping[str, Any]) -> int:

@@ -84,8 +84,13 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
         HUB_ANNOTATION: f"{om['namespace']}/{meta['name']}",
         CLUSTER_ANNOTATION: cluster,
     }
-    if obj.get("kind") in POD_TEMPLATE_KINDS:
-        tmpl = obj.setdefault("spec", {}).setdefault("template", {})
+    if obj.get("kind") == "Pod":
+        templates = [obj]
+    elif obj.get("kind") in POD_TEMPLATE_KINDS:
+        templates = [obj.setdefault("spec", {}).setdefault("template", {})]
+    else:
+        templates = pod_templates(obj.get("spec"))
+    for tmpl in templates:
         tm = tmpl.setdefault("metadata", {})
         tm["labels"] = {**(tm.get("labels") or {}), UID_LABEL: meta["uid"]}
         pod_spec = tmpl.setdefault("spec", {})
@@ -100,6 +105,27 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
             tolerations += [dict(t) for t in TENBIN_TOLERATIONS if not any(same(t, u) for u in tolerations)]
             pod_spec["tolerations"] = tolerations
     return obj
+
+
+def pod_templates(node: Any, depth: int = 0) -> list[dict[str, Any]]:
+    """Every PodTemplateSpec inside an object of any kind: a dict under a `template` key whose `spec` has
+    `containers` (a CronJob's job template, a JobSet's replicated jobs, a RayJob's head and worker groups,
+    a LeaderWorkerSet's leader and worker templates...). Labelling them is how the member's pods of every
+    kind become attributable to their AIWorkload, so their GPUs are counted once."""
+    out: list[dict[str, Any]] = []
+    if depth > 12:
+        return out
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "template" and isinstance(value, dict) and isinstance(
+                    (value.get("spec") or {}).get("containers"), list):
+                out.append(value)
+            else:
+                out += pod_templates(value, depth + 1)
+    elif isinstance(node, list):
+        for item in node:
+            out += pod_templates(item, depth + 1)
+    return out
 
 
 def member_ref(workload: Mapping[str, Any]) -> ObjectRef:
@@ -137,7 +163,18 @@ def observed_phase(observed: ObservedObject) -> tuple[str, str]:
         if observed.pods_unschedulable:
             return "Scheduled", f"{ready}/{want} replicas ready; {observed.pods_unschedulable} pod(s) unschedulable"
         return "Scheduled", f"{ready}/{want} replicas ready"
-    return "Running", f"{kind} exists in the member"
+    if kind == "Pod":
+        pod_phase = status.get("phase") or "Pending"
+        if pod_phase in ("Succeeded", "Failed"):
+            return pod_phase, f"Pod {pod_phase.lower()}"
+        if pod_phase == "Running":
+            return "Running", "pod running"
+    elif observed.pods_bound_gpus > 0 and observed.pods_pending == 0:
+        # any other kind: what its labelled pods show (its own status has no meaning Tenbin knows)
+        return "Running", f"{kind}: its pods are bound ({observed.pods_bound_gpus} GPUs)"
+    if observed.pods_unschedulable:
+        return "Scheduled", f"{kind}: {observed.pods_unschedulable} pod(s) unschedulable in the member"
+    return "Scheduled", f"{kind} exists in the member; waiting for its pods"
 
 
 def is_finished(phase: str | None) -> bool:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from tenbin.api import AIWorkload
 from tenbin.clusters.gateway import GatewayError
 from tenbin.scheduling.migration import Alternative, Current, History, Limits, Move, Policy, Trigger, should_migrate
+from tenbin.services.conditions import set_condition
 from tenbin.services.member_objects import is_finished, member_object, member_ref, observed_phase, workload_key
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ CHECKPOINT_DONE = "tenbin.io/checkpoint-done"
 RESUME_FROM = "tenbin.io/resume-from"
 CHECKPOINT = "tenbin.io/checkpoint"
 EVACUATE_ANNOTATION = "tenbin.io/evacuate"
+FENCED_ANNOTATION = "tenbin.io/fenced"  # on a GPUCluster: its work is known stopped (powered off, revoked)
 REPLACE_ANNOTATION = "tenbin.io/replace"
 MOVE = "#move"  # reservations[key + MOVE]: the GPUs a move in flight holds on its target
 MAKE_BEFORE_BREAK = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
@@ -127,6 +129,9 @@ class Migrator:
             # may take them in between (there is no await inside the lock).
             async with ctl.placement_lock:
                 move = self.decide(key, body, wl, st)
+                unfenced = move is not None and move.trigger == Trigger.CLUSTER_LOST and not self.fenced(st, body)
+                if unfenced:
+                    move = None  # a copy there may still run: a run-once workload never gets a second one
                 if move is not None and move.target is not None:
                     if self._active_count() >= ctl.config.max_concurrent_migrations:
                         log.info("migration of %s deferred: %d already in flight", key, self._active_count())
@@ -137,6 +142,9 @@ class Migrator:
                     ctl.restore_reservation(body)
                     ctl.reserve(key + MOVE, move.target.cluster, move.target.model, gpus, body["metadata"]["uid"],
                                 wl.spec.gpu.count)
+            if unfenced:
+                await self._await_fence(key, body, st)
+                continue
             if move is None:
                 self._judged[key] = (ctl.snapshot_builds, int(body["metadata"].get("generation") or 0))
             requested = REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {})
@@ -147,6 +155,39 @@ class Migrator:
             if requested and move.trigger == Trigger.REQUESTED:
                 await self._consume_request(key, body, None)
             await self.start(key, move)
+
+    @staticmethod
+    def fenced(st: ClusterState, body: Mapping[str, Any]) -> bool:
+        """May a lost member's copy be replaced? For long-running kinds (make-before-break: a second replica
+        for a while is how they move anyway) yes; for run-once work (Jobs, and any other kind) only when
+        someone who can know says the copy is stopped: the GPUCluster annotated `tenbin.io/fenced: "true"`
+        (after powering the cluster off, revoking its nodes, or seeing the Job gone)."""
+        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK:
+            return True
+        annotations = (st.body.get("metadata") or {}).get("annotations") or {}
+        return str(annotations.get(FENCED_ANNOTATION, "")).lower() == "true"
+
+    async def _await_fence(self, key: str, body: Mapping[str, Any], st: ClusterState) -> None:
+        """Say once that the work waits for the lost member to be fenced (or to come back)."""
+        ctl = self.ctl
+        status = body.get("status") or {}
+        ready: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        if ready.get("reason") == "AwaitingFence":
+            return
+        msg = (f"{st.name} is unreachable and its copy may still run: a {body['spec']['template'].get('kind')} never "
+               f"runs twice, so it waits until {st.name} is back or annotated {FENCED_ANNOTATION}=true "
+               "(by whoever made sure the copy is stopped)")
+        generation = int(body["metadata"].get("generation") or 0)
+        conditions = set_condition(list(status.get("conditions") or []), "Ready", "False", "AwaitingFence", msg,
+                                   generation)
+        meta = body["metadata"]
+        try:
+            ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {
+                "status": {"conditions": conditions, "message": msg}})
+        except GatewayError as e:
+            log.warning("status of %s: %s", key, e)
+            return
+        ctl.post_event(body, "Warning", "AwaitingFence", msg)
 
     def forget(self, key: str) -> None:
         self._judged.pop(key, None)
@@ -364,7 +405,9 @@ class Migrator:
         st = ctl.clusters.get(m["to"])
         if st is None or st.gateway is None:
             raise GatewayError(f"migration target {m['to']} is not connected")
-        obj = member_object(body, m["to"], m.get("gpuModel"))
+        inv = st.observation.inventory if st.observation else None
+        model = m.get("gpuModel")
+        obj = member_object(body, m["to"], model, inv.products(model) if inv is not None and model else None)
         if obj.get("kind") not in MAKE_BEFORE_BREAK:
             hints = {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"}
             obj["metadata"]["annotations"].update(hints)
