@@ -2,11 +2,16 @@
 
 The table is recomputed by the same core the operator uses, from the hub's current GPUClusters (their
 live `status.gpus`) and the default PlacementPolicy. The GPUs the workload itself holds are counted
-as free on its own cluster, so its current placement is judged as if it were placed anew.
+as free on its own cluster, so its current placement is judged as if it were placed anew; "holds"
+means what the member shows: GPUs of the workload's pods bound to nodes there (read from the member
+through the GPUCluster's connection, as the operator reads it), never more than the hub's inventory
+counts as allocated, and never more free than the cluster's usable GPUs. Pods still pending hold
+nothing, so nothing is added back for them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Mapping
@@ -21,16 +26,35 @@ from tenbin.scheduling.snapshot import Snapshot
 ALL = 1 << 30
 
 
-def explain_rows(workload: AIWorkload, clusters: list[GPUCluster], policy: PlacementPolicy | None
-                 ) -> tuple[list[dict[str, Any]], Any]:
-    """One row per (cluster, model) candidate: verdict, price in base currency, score breakdown or reasons."""
+def own_gpus_free_again(workload: AIWorkload, clusters: list[GPUCluster], bound: int) -> int:
+    """How many GPUs explain may count as free again on the workload's own (cluster, model): the GPUs its
+    pods hold there by the member (`bound`), at most what the hub's inventory counts as allocated and
+    at most what lifts free to the model's usable GPUs. 0 when it holds none, has no live placement, or
+    the cluster has no inventory (then free is the spec's count, from which nothing was taken)."""
+    st = workload.status
+    if (bound <= 0 or st is None or st.placement is None or not st.placement.gpu_model
+            or st.phase in ("Succeeded", "Failed")):
+        return 0
+    cluster = next((c for c in clusters if c.metadata.name == st.placement.cluster), None)
+    inv = cluster.status.gpus if cluster is not None and cluster.status is not None else None
+    row = next((g for g in inv or [] if g.model == st.placement.gpu_model), None)
+    if row is None:
+        return 0
+    return max(0, min(bound, workload.spec.total_gpus, row.allocated, row.allocatable - row.free))
+
+
+def explain_rows(workload: AIWorkload, clusters: list[GPUCluster], policy: PlacementPolicy | None,
+                 own_bound: int = 0) -> tuple[list[dict[str, Any]], Any]:
+    """One row per (cluster, model) candidate: verdict, price in base currency, score breakdown or reasons.
+
+    `own_bound`: GPUs the member shows bound to this workload's pods (see `own_gpus_free_again`)."""
     snap = Snapshot(clusters)
     sched = Scheduler(policy, top_k=ALL)
     reserved: dict[tuple[str, str], int] = {}
     st = workload.status
-    if st is not None and st.placement is not None and st.placement.gpu_model and st.phase not in (
-            "Succeeded", "Failed"):
-        reserved[(st.placement.cluster, st.placement.gpu_model)] = -workload.spec.total_gpus
+    back = own_gpus_free_again(workload, clusters, own_bound)
+    if back and st is not None and st.placement is not None and st.placement.gpu_model:
+        reserved[(st.placement.cluster, st.placement.gpu_model)] = -back
     decision = sched.place(workload, snap, reserved=reserved)
     free = snap.free_after(reserved)
     prices = sched.price_base(snap)
@@ -54,7 +78,7 @@ def explain_rows(workload: AIWorkload, clusters: list[GPUCluster], policy: Place
     return rows, decision
 
 
-def _table(workload: AIWorkload, rows: list[dict[str, Any]], decision: Any) -> str:
+def _table(workload: AIWorkload, rows: list[dict[str, Any]], decision: Any, note: str | None = None) -> str:
     st = workload.status
     spec = workload.spec
     res = spec.residency
@@ -67,6 +91,8 @@ def _table(workload: AIWorkload, rows: list[dict[str, Any]], decision: Any) -> s
         if st.message:
             out.append(f"message: {st.message}")
     out.append(f"now: {decision.reason}")
+    if note:
+        out.append(f"own GPUs: {note}")
     out.append("")
     plugins = sorted({p for r in rows for p in r["breakdown"]})
     head = ["", "CLUSTER", "MODEL", "TIER", "JURIS.", "FREE", f"{decision.base_currency}/GPU-h", "SCORE",
@@ -123,9 +149,72 @@ def explain_command(ref: str, kubeconfig: str | None, output: str) -> int:
         except ValidationError:
             print(f"tenbin explain: skipping invalid GPUCluster {c['metadata']['name']}", file=sys.stderr)
     policy = next((PlacementPolicy.model_validate(p) for p in policies if p["metadata"]["name"] == "default"), None)
-    rows, decision = explain_rows(workload, clusters, policy)
+    own_bound, note = _own_bound_gpus(api.api_client, workload, clusters)
+    rows, decision = explain_rows(workload, clusters, policy, own_bound)
+    back = own_gpus_free_again(workload, clusters, own_bound)
+    if note is None and workload.status is not None and workload.status.placement is not None:
+        note = (f"{back} GPUs its pods hold on {workload.status.placement.cluster} are counted as free there"
+                if back else f"its pods hold no GPUs on {workload.status.placement.cluster} (none bound):"
+                " nothing counted as free again")
     if output == "json":
-        print(json.dumps({"workload": workload.key, "reason": decision.reason, "candidates": rows}, indent=2))
+        print(json.dumps({"workload": workload.key, "reason": decision.reason, "ownGPUsCountedFree": back,
+                          "candidates": rows}, indent=2))
     else:
-        print(_table(workload, rows, decision))
+        print(_table(workload, rows, decision, note))
     return 0
+
+
+def _own_bound_gpus(hub_api: Any, workload: AIWorkload, clusters: list[GPUCluster]) -> tuple[int, str | None]:
+    """GPUs the member shows bound to this workload's pods, read the way the operator reads the member
+    (one observation through the GPUCluster's connection); (0, why) when it cannot be read."""
+    st = workload.status
+    if st is None or st.placement is None or st.phase in ("Succeeded", "Failed") or not workload.metadata.uid:
+        return 0, None
+    cluster = next((c for c in clusters if c.metadata.name == st.placement.cluster), None)
+    if cluster is None:
+        return 0, f"GPUCluster {st.placement.cluster} is not on the hub: nothing counted as free again"
+    try:
+        gateway = _gateway(hub_api, cluster)
+        observation = asyncio.run(_observe(gateway))
+    except Exception as e:  # an unreachable member must not hide the rest of the table
+        why = f"{type(e).__name__}: {e}".splitlines()[0]
+        return 0, f"cannot read {cluster.metadata.name} ({why}): its GPUs are not counted as free again"
+    obj = observation.objects.get(workload.metadata.uid)
+    return (obj.pods_bound_gpus if obj is not None else 0), None
+
+
+async def _observe(gateway: Any) -> Any:
+    try:
+        return await gateway.observe()
+    finally:
+        await gateway.close()
+
+
+def _gateway(hub_api: Any, cluster: GPUCluster) -> Any:
+    """The member's gateway from the GPUCluster's spec.connection (as `tenbin run` builds it)."""
+    import base64
+
+    from kubernetes import client
+
+    from tenbin.clusters.kube import KubeGateway
+
+    conn = cluster.model_dump(by_alias=True)["spec"].get("connection") or {}
+
+    def secret(ref: Mapping[str, Any]) -> str:
+        s = client.CoreV1Api(hub_api).read_namespaced_secret(ref["name"], ref["namespace"], _request_timeout=10)
+        data = (s.data or {}).get(ref.get("key") or "kubeconfig")
+        if data is None:
+            raise KeyError(f"Secret {ref['namespace']}/{ref['name']} has no key {ref.get('key') or 'kubeconfig'!r}")
+        return base64.b64decode(data).decode()
+
+    name = cluster.metadata.name
+    if conn.get("kubeconfigSecretRef"):
+        return KubeGateway.from_kubeconfig(name, secret(conn["kubeconfigSecretRef"]))
+    if conn.get("inCluster"):
+        return KubeGateway(name, hub_api)
+    if conn.get("karmada"):
+        from tenbin.clusters.karmada import KarmadaGateway
+
+        k = conn["karmada"]
+        return KarmadaGateway.from_kubeconfig(name, k["clusterName"], secret(k["kubeconfigSecretRef"]))
+    raise ValueError("no spec.connection")
