@@ -16,12 +16,12 @@ def _can_strand(frees: tuple[int, ...], pods: tuple[int, ...]) -> bool:
     if not pods:
         return False
     for i, size in enumerate(pods):
-        rest = pods[:i] + pods[i + 1:]
+        rest = (*pods[:i], *pods[i + 1:])
         fits = [j for j, f in enumerate(frees) if f >= size]
         if not fits:
             return True
         for j in fits:
-            after = tuple(sorted(frees[:j] + (frees[j] - size,) + frees[j + 1:]))
+            after = tuple(sorted((*frees[:j], frees[j] - size, *frees[j + 1:])))
             if _can_strand(after, rest):
                 return True
     return False
