@@ -39,7 +39,7 @@ from tenbin.services.member_objects import (
     workload_key,
 )
 from tenbin.services.metrics import Metrics
-from tenbin.services.migrator import Migrator, active_migration, stale_copy
+from tenbin.services.migrator import FENCED_ANNOTATION, Migrator, active_migration, stale_copy
 from tenbin.services.validation import semantic_error
 
 log = logging.getLogger("tenbin")
@@ -874,6 +874,21 @@ class Controller:
                 raise
         log.info("GPUCluster %s drained: no work placed there any more", st.name)
 
+    async def _consume_fence(self, st: ClusterState) -> None:
+        """A fence vouches for one outage: once the member answers again it no longer holds, so the
+        annotation is removed (and the next loss waits for a fence of its own)."""
+        annotations = (st.body.get("metadata") or {}).get("annotations") or {}
+        if FENCED_ANNOTATION not in annotations:
+            return
+        try:
+            st.body = await self.hub.patch("GPUCluster", None, st.name,
+                                           {"metadata": {"annotations": {FENCED_ANNOTATION: None}}})
+        except GatewayError as e:
+            log.warning("GPUCluster %s: removing %s: %s (next round)", st.name, FENCED_ANNOTATION, e)
+            return
+        self.post_event(st.body, "Normal", "FenceConsumed",
+                        f"{st.name} answers again: {FENCED_ANNOTATION} removed; a next loss waits for a new fence")
+
     async def _ensure_drain_finalizer(self, st: ClusterState) -> None:
         meta = st.body.get("metadata") or {}
         if st.deleting or DRAIN_FINALIZER in (meta.get("finalizers") or []):
@@ -919,6 +934,8 @@ class Controller:
                     st.message = f"unreachable for {down_for:.0f}s: {e}"
                     st.observation = None if st.last_ok is None else st.observation
         st.attempted = True
+        if st.phase == "Ready" and st.first_failure is None:  # answered this very round
+            await self._consume_fence(st)
         after = (st.phase, st.observation.inventory.free() if st.observation else None)
         if before != after:
             self._snapshot = None
