@@ -570,6 +570,10 @@ class Controller:
             observed = st.observation.objects.get(body["metadata"]["uid"])
         template_changed = self.applied.get(key) != generation and status.get("observedGeneration") != generation
         missing = st is not None and st.observation is not None and observed is None and key not in self.applied
+        if (st is None or st.observation is None) and key not in self.applied:
+            # not observed yet (e.g. just restarted: a crash may have come between the status write and the
+            # member apply): look again once the member has been observed
+            self._retry(key, self.config.resync_seconds)
         resized = None
         if template_changed and int(placement.get("gpus") or 0) != wl.spec.total_gpus:
             resized = self._resize(key, body, wl, cluster, placement.get("gpuModel") or "")  # before the pods exist
