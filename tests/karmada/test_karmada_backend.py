@@ -171,6 +171,15 @@ def test_member_outage_migrates_through_karmada_with_residency_intact(
 
     fleet.stop(f"{source}-kube-apiserver")
     try:
+        # a Job never runs twice: it waits for the lost member to be fenced, then moves
+        def awaiting_fence() -> bool:
+            conds = status(fleet, ns, "resilient").get("conditions") or []
+            return any(c["type"] == "Ready" and c["reason"] == "AwaitingFence" for c in conds)
+
+        wait_until("AwaitingFence", awaiting_fence, timeout=90)
+        assert member_jobs(fleet, target, ns) == []
+        fleet.kubectl("annotate", "gpucluster", karmada_name(source), "tenbin.io/fenced=true")
+
         def moved() -> bool:
             st = status(fleet, ns, "resilient")
             return (st.get("placement") or {}).get("cluster") == karmada_name(target) and st.get("phase") == "Running"
