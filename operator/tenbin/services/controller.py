@@ -218,6 +218,9 @@ class Controller:
             self.observe_workload(body)
             self.restore_reservation(body)
         self._seeded = True
+        for st in list(self.clusters.values()):
+            if st.deleting:  # marked for deletion while no operator ran: drain it now
+                self.observe_cluster(st.body)
 
     def observe_policy(self, body: Mapping[str, Any], deleted: bool = False) -> None:
         if (body.get("metadata") or {}).get("name") != POLICY_NAME:
