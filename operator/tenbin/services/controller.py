@@ -1058,15 +1058,21 @@ class Controller:
             if phase in ("Running", "Succeeded", "Failed"):
                 patch["history"] = self.history(status, phase, p.get("cluster"), p.get("gpuModel"), None, None,
                                                  message)
-            meta = body["metadata"]
-            try:
-                self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"],
-                                                                  {"status": patch})
-            except GatewayError as e:
-                log.warning("status of %s: %s", key, e)
+            if not await self.write_status(key, body, patch):
                 return
             self.post_event(body, "Warning" if phase == "Failed" else "Normal", phase,
                             f"{message} on {p.get('cluster')}")
+
+    async def write_status(self, key: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+        """Merge `status` into the AIWorkload's status; False (logged, retried by the next round) on failure."""
+        meta = body["metadata"]
+        try:
+            self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"],
+                                                              {"status": dict(status)})
+        except GatewayError as e:
+            log.warning("status of %s: %s", key, e)
+            return False
+        return True
 
     async def _set_ready(self, key: str, cluster: str, obj: ObservedObject, phase: str) -> None:
         """The Ready condition: True while it runs; False, with one Warning event per cause, while the member
@@ -1094,12 +1100,7 @@ class Controller:
             patch: dict[str, Any] = {"conditions": conditions}
             if status_ == "False":
                 patch["message"] = message
-            meta = body["metadata"]
-            try:
-                self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"],
-                                                                  {"status": patch})
-            except GatewayError as e:
-                log.warning("status of %s: %s", key, e)
+            if not await self.write_status(key, body, patch):
                 return
             if status_ == "False":
                 self.post_event(body, "Warning", reason, message)

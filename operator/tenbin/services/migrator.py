@@ -180,14 +180,8 @@ class Migrator:
         generation = int(body["metadata"].get("generation") or 0)
         conditions = set_condition(list(status.get("conditions") or []), "Ready", "False", "AwaitingFence", msg,
                                    generation)
-        meta = body["metadata"]
-        try:
-            ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {
-                "status": {"conditions": conditions, "message": msg}})
-        except GatewayError as e:
-            log.warning("status of %s: %s", key, e)
-            return
-        ctl.post_event(body, "Warning", "AwaitingFence", msg)
+        if await ctl.write_status(key, body, {"conditions": conditions, "message": msg}):
+            ctl.post_event(body, "Warning", "AwaitingFence", msg)
 
     def forget(self, key: str) -> None:
         self._judged.pop(key, None)
