@@ -54,32 +54,26 @@ class HubClient:
 
     async def patch_status(self, kind: str, namespace: str | None, name: str,
                            patch: Mapping[str, Any]) -> dict[str, Any]:
-        def call() -> dict[str, Any]:
-            if namespace:
-                out = self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, PLURALS[kind], name, dict(patch),
-                    _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
-            else:
-                out = self.custom.patch_cluster_custom_object_status(
-                    GROUP, VERSION, PLURALS[kind], name, dict(patch),
-                    _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
-            return dict(out)
-
-        return await self._call(f"patch {kind} {namespace or ''}/{name} status", call)
+        return await self._merge_patch(kind, namespace, name, patch, status=True)
 
     async def patch(self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        def call() -> dict[str, Any]:
-            if namespace:
-                out = self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURALS[kind], name, dict(patch),
-                    _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
-            else:
-                out = self.custom.patch_cluster_custom_object(
-                    GROUP, VERSION, PLURALS[kind], name, dict(patch),
-                    _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT)
-            return dict(out)
+        return await self._merge_patch(kind, namespace, name, patch, status=False)
 
-        return await self._call(f"patch {kind} {namespace or ''}/{name}", call)
+    async def _merge_patch(self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any],
+                           status: bool) -> dict[str, Any]:
+        """A merge patch of a Tenbin object (namespaced or cluster-scoped), or of its status subresource."""
+        c = self.custom
+        if namespace:
+            method = c.patch_namespaced_custom_object_status if status else c.patch_namespaced_custom_object
+            where: tuple[str, ...] = (GROUP, VERSION, namespace, PLURALS[kind], name)
+        else:
+            method = c.patch_cluster_custom_object_status if status else c.patch_cluster_custom_object
+            where = (GROUP, VERSION, PLURALS[kind], name)
+
+        def call() -> dict[str, Any]:
+            return dict(method(*where, dict(patch), _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT))
+
+        return await self._call(f"patch {kind} {namespace or ''}/{name}{' status' if status else ''}", call)
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         def call() -> str:
