@@ -131,6 +131,33 @@ def apply(fleet: Fleet, ns: str, *docs: dict[str, Any]) -> None:
     fleet.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
 
 
+HOLD = "test.tenbin.io/hold"  # a scheduling gate: the pod is created, and waits unbound until the test says
+
+
+def held(doc: dict[str, Any]) -> dict[str, Any]:
+    """The AIWorkload's pods wait behind the HOLD scheduling gate in whichever member they are created."""
+    tmpl = doc["spec"]["template"]
+    pod = tmpl["spec"]["template"] if tmpl["kind"] != "Pod" else tmpl
+    pod["spec"]["schedulingGates"] = [{"name": HOLD}]
+    return doc
+
+
+def member_pods(fleet: Fleet, member: str, ns: str) -> list[dict[str, Any]]:
+    res = fleet.kubectl("get", "pods", "-n", ns, "-o", "json", cluster=member, check=False)
+    return list(json.loads(res.stdout)["items"]) if res.returncode == 0 else []
+
+
+def release(fleet: Fleet, member: str, ns: str) -> int:
+    """Remove the scheduling gates of the namespace's pods in `member`; how many were released."""
+    n = 0
+    for p in member_pods(fleet, member, ns):
+        if p["spec"].get("schedulingGates"):
+            fleet.kubectl("patch", "pod", "-n", ns, p["metadata"]["name"], "--type=json",
+                          "-p", '[{"op": "remove", "path": "/spec/schedulingGates"}]', cluster=member)
+            n += 1
+    return n
+
+
 def bring_member_back(fleet: Fleet, member: str) -> None:
     """Restart a stopped member apiserver, and its controller-manager with it.
 

@@ -10,7 +10,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from operator_harness import CHECKPOINT_GRACE, OperatorProcess, aiw, apply, bring_member_back, hub_json, workload
+from operator_harness import (
+    CHECKPOINT_GRACE,
+    OperatorProcess,
+    aiw,
+    apply,
+    bring_member_back,
+    held,
+    hub_json,
+    member_pods,
+    release,
+    workload,
+)
 from tenbin.testbed.fleet import Fleet, wait_until
 
 CHEAPEST = {"placement": {"weights": {"price": 1}}}  # deterministic: the cheapest feasible cluster wins
@@ -149,22 +160,75 @@ def _ready_reason(fleet: Fleet, ns: str, name: str) -> str | None:
                 None)
 
 
-def _ready_replicas(fleet: Fleet, ns: str) -> dict[str, int]:
-    return {m: sum(int(d.get("status", {}).get("readyReplicas") or 0) for d in objs)
-            for m, objs in copies(fleet, ns, "deployments").items()}
+@contextmanager
+def watching_deployments(fleet: Fleet, ns: str, members: tuple[str, ...]) -> Iterator[list[tuple[float, str, int]]]:
+    """Every change of the namespace's Deployments in `members`, from real watches (none can be missed, unlike
+    polling): a timeline of (monotonic time received, member, ready replicas of that member's copies)."""
+    from kubernetes import client, watch
+
+    timeline: list[tuple[float, str, int]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    started = threading.Barrier(len(members) + 1)
+
+    def follow(member: str) -> None:
+        apps = client.AppsV1Api(fleet.api_client(member))
+        listed = apps.list_namespaced_deployment(ns)
+        ready = {d.metadata.name: int(d.status.ready_replicas or 0) for d in listed.items}
+        rv = listed.metadata.resource_version
+        with lock:
+            timeline.append((time.monotonic(), member, sum(ready.values())))
+        started.wait()
+        while not stop.is_set():
+            w = watch.Watch()
+            for ev in w.stream(apps.list_namespaced_deployment, ns, resource_version=rv, timeout_seconds=2):
+                d = ev["object"]
+                rv = d.metadata.resource_version
+                gone = ev["type"] == "DELETED" or d.metadata.deletion_timestamp is not None
+                ready[d.metadata.name] = 0 if gone else int(d.status.ready_replicas or 0)
+                with lock:
+                    timeline.append((time.monotonic(), member, sum(ready.values())))
+
+    threads = [threading.Thread(target=follow, args=(m,), daemon=True) for m in members]
+    for t in threads:
+        t.start()
+    started.wait(timeout=30)
+    try:
+        yield timeline
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
 
 
 def test_make_before_break_keeps_a_ready_replica_throughout(operator: OperatorProcess, ns: str) -> None:
+    """The source is stopped only once the target is ready: the target's pod is held unbound (a scheduling
+    gate) while the operator observes it; the source must survive that, and watches see every change."""
     fleet = operator.fleet
-    apply(fleet, ns, cheapest(workload("server", gpus=1, kind="Deployment")))
+    apply(fleet, ns, held(cheapest(workload("server", gpus=1, kind="Deployment"))))
+    wait_until("the source pod created on-prem", lambda: release(fleet, ONPREM, ns) == 1, timeout=120)
     wait_until("server Running on-prem", lambda: running_on(fleet, ns, "server", ONPREM), timeout=120)
-    with sampling(lambda: _ready_replicas(fleet, ns)) as samples:
+    with watching_deployments(fleet, ns, (ONPREM, US)) as timeline:
         fleet.kubectl("annotate", "aiworkload", "-n", ns, "server", "tenbin.io/replace=now")
+        wait_until("the target pod created, held", lambda: any(
+            p["spec"].get("schedulingGates") for p in member_pods(fleet, US, ns)), timeout=60)
+        await_rounds(operator, 2)  # the operator has seen the target not ready, twice
+        assert where(fleet, ns, "deployments")[ONPREM] == ["server"], "the source went before the target was ready"
+        assert release(fleet, US, ns) == 1
         wait_until("server Running elsewhere", lambda: running_on(fleet, ns, "server", US), timeout=120)
         wait_until("source removed", lambda: not where(fleet, ns, "deployments")[ONPREM], timeout=30)
-    assert len(samples) >= 2
-    assert all(sum(s.values()) >= 1 for s in samples), samples
-    assert any(s[ONPREM] >= 1 and s[US] >= 1 for s in samples), "the two copies never overlapped"
+        wait_until("the watches saw the source go", lambda: any(
+            m == ONPREM and r == 0 for _, m, r in list(timeline)), timeout=30)
+    ready = {ONPREM: 0, US: 0}
+    states = []
+    for _, member, n in sorted(timeline):
+        ready[member] = n
+        states.append(dict(ready))
+    observed = states[1:]  # from the moment both watches had listed (neither watches before that)
+    assert observed[0] == {ONPREM: 1, US: 0}, observed[0]
+    assert all(s[ONPREM] + s[US] >= 1 for s in observed), states  # never a moment without a ready replica
+    assert any(s[ONPREM] >= 1 and s[US] >= 1 for s in observed), states  # the two copies overlapped
+    assert observed[-1] == {ONPREM: 0, US: 1}, observed[-1]
     hist = migrated(fleet, ns, "server")
     assert [(h["reason"], h["from"], h["cluster"]) for h in hist] == [("Requested", ONPREM, US)]
     assert "tenbin.io/replace" not in (aiw(fleet, ns, "server")["metadata"].get("annotations") or {})
