@@ -235,10 +235,12 @@ class PriceScore:
 
     def score(self, cy: Cycle, rows: IntArray) -> FloatArray:
         p = cy.price_base[rows]
-        out = np.full(len(p), 100.0)
+        out = np.ones(len(p))
         if len(p):
-            np.divide(100.0 * float(p.min()), p, out=out, where=p > 0)
-        return out
+            # cheapest / price first: it is <= 1 exactly (100 x cheapest / price is not: 100.00000000000001
+            # for one price in twenty, which the framework rightly refuses as out of range)
+            np.divide(float(p.min()), p, out=out, where=p > 0)
+        return 100.0 * out
 
 
 class AvailabilityScore:
