@@ -105,7 +105,7 @@ def reference_place(
                 if w <= 0:
                     continue
                 if plugin == "price":
-                    s = 100.0 * pmin / price if price > 0 else 100.0
+                    s = 100.0 * (pmin / price) if price > 0 else 100.0  # as PriceScore: <= 100 exactly
                 else:
                     s = 100.0 * float(free) / float(fmax)
                 acc = acc + w * s
