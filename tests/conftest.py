@@ -52,8 +52,7 @@ os.environ.setdefault("TENBIN_DEV_STARTUP_TIMEOUT", "240")
 def hub(fleet: Fleet) -> Fleet:
     """The fleet's hub with Tenbin's CRDs, the fixture GPUClusters and the example default policy."""
     fleet.kubectl("apply", "--server-side", "-f", str(_ROOT / "crds"))
-    fleet.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=tenbin",
-                  "--timeout=60s")
+    fleet.wait_established("crd", "-l", "app.kubernetes.io/part-of=tenbin")
     fleet.kubectl("apply", "-f", str(_ROOT / "tests" / "fixtures" / "fleet"),
                   "-f", str(_ROOT / "examples" / "policy" / "default.yaml"))
     return fleet

@@ -81,7 +81,7 @@ def main() -> int:
             print(f"fleet ready in {time.monotonic() - t0:.1f}s")
             _section("2. CRDs, the example GPUClusters and the default PlacementPolicy on the hub")
             fleet.kubectl("apply", "--server-side", "-f", "crds")
-            fleet.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=tenbin")
+            fleet.wait_established("crd", "-l", "app.kubernetes.io/part-of=tenbin")
             fleet.kubectl("apply", "-f", str(EXAMPLES / "fleet"), "-f", str(EXAMPLES / "policy"))
 
             _section("3. tenbin run (the operator) against the hub")

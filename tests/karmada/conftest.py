@@ -38,8 +38,7 @@ def khub(fleet: Fleet, karmada: Karmada) -> Iterator[Fleet]:
     Karmada's copies as stale copies of its own.
     """
     fleet.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    fleet.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=tenbin",
-                  "--timeout=60s")
+    fleet.wait_established("crd", "-l", "app.kubernetes.io/part-of=tenbin")
     fleet.kubectl("apply", "-f", str(ROOT / "examples" / "policy" / "default.yaml"))
     parked = [{"apiVersion": d["apiVersion"], "kind": d["kind"],
                "metadata": {"name": d["metadata"]["name"], "labels": d["metadata"].get("labels") or {}},

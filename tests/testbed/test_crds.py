@@ -31,7 +31,7 @@ def crds_installed(fleet: Any) -> Any:
     for f in CRDS:
         fleet.kubectl("apply", "--server-side", "-f", str(f))
     names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in CRDS]
-    fleet.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    fleet.wait_established(*(f"crd/{n}" for n in names))
     return fleet
 
 

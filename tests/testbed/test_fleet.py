@@ -121,7 +121,7 @@ def test_crd_applied_to_hub_is_served(fleet: Fleet) -> None:
                          "size": {"type": "integer", "minimum": 1}}}}}}}]},
     }
     fleet.kubectl("apply", "-f", "-", input=yaml.safe_dump(crd))
-    fleet.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=60s")
+    fleet.wait_established(f"crd/widgets.{group}")
     good = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "default"},
             "spec": {"size": 2}}
     fleet.kubectl("apply", "-f", "-", input=yaml.safe_dump(good))

@@ -258,6 +258,23 @@ class Fleet:
             raise TestbedError(f"kubectl {' '.join(args)} on {cluster} failed: {res.stderr.strip()}")
         return res
 
+    def wait_established(self, *targets: str, cluster: str = HUB, timeout: float = 60.0) -> None:
+        """Wait until the CRDs named by `targets` (`crd/<name>`..., or `crd -l <selector>`) are Established,
+        read from their status: `kubectl wait --for=condition=Established` fails outright, instead of waiting,
+        when it meets a CRD whose status has no conditions yet (seen once on a fleet start)."""
+
+        def established() -> bool:
+            res = self.kubectl("get", *targets, "-o", "json", cluster=cluster, check=False)
+            if res.returncode != 0:
+                return False
+            doc = json.loads(res.stdout)
+            items = doc.get("items") or [] if doc.get("kind") == "List" else [doc]
+            return bool(items) and all(any(c.get("type") == "Established" and c.get("status") == "True"
+                                           for c in (i.get("status") or {}).get("conditions") or [])
+                                       for i in items)
+
+        wait_until(f"{' '.join(targets)} Established on {cluster}", established, timeout)
+
     def api_client(self, name: str) -> Any:
         """A kubernetes (sync) ApiClient for one cluster."""
         from kubernetes import config

@@ -382,7 +382,7 @@ class Karmada:
                 docs.append(doc)
         self._apply(*docs)
         names = [d["metadata"]["name"] for d in docs]
-        self.kubectl("wait", "--for=condition=Established", "--timeout=120s", *(f"crd/{n}" for n in names))
+        self.fleet.wait_established(*(f"crd/{n}" for n in names), cluster=KARMADA, timeout=120)
 
     def _register_aggregated_apiserver(self, port: int) -> None:
         # The aggregator resolves an ExternalName service to https://<externalName>:<port>: loopback, no endpoints.
