@@ -283,3 +283,38 @@ def test_gpus_of_any_kind_are_counted_once(operator: OperatorProcess, ns: str) -
     wait_until("second Running beside it", lambda: phase(fleet, ns, "second") in ("Running", "Unschedulable"),
                timeout=60)
     assert phase(fleet, ns, "second") == "Running", aiw(fleet, ns, "second")["status"].get("message")
+
+
+def _uid_of(fleet: Fleet, member: str, ns: str, name: str) -> str | None:
+    res = fleet.kubectl("get", "job", "-n", ns, name, "-o", "json", cluster=member, check=False)
+    return json.loads(res.stdout)["metadata"]["uid"] if res.returncode == 0 else None
+
+
+def test_a_copy_deleted_in_the_member_is_applied_again_once(operator: OperatorProcess, ns: str) -> None:
+    """Found by the simulation: a copy that vanished from its member (deleted there, or the member reset)
+    left the AIWorkload saying Running forever, with nothing running anywhere."""
+    fleet = operator.fleet
+    apply(fleet, ns, workload("vanish", gpus=1, jurisdictions=["US"], run_seconds=600))
+    wait_until("vanish Running", lambda: phase(fleet, ns, "vanish") == "Running", timeout=60)
+    first = _uid_of(fleet, US, ns, "vanish")
+    assert first is not None
+    fleet.kubectl("delete", "job", "-n", ns, "vanish", "--wait=true", "--cascade=foreground", cluster=US)
+    wait_until("a new copy in the member", lambda: _uid_of(fleet, US, ns, "vanish") not in (None, first),
+               timeout=60)
+    wait_until("Running again", lambda: phase(fleet, ns, "vanish") == "Running" and _reasons(
+        fleet, ns, "vanish").count("CopyMissing") == 1, timeout=60)
+    assert aiw(fleet, ns, "vanish")["status"]["placement"]["cluster"] == US
+    assert _member_jobs(fleet, US, ns) == ["vanish"]
+
+
+def test_a_finished_jobs_ttl_is_left_to_tenbin(operator: OperatorProcess, ns: str) -> None:
+    """A member TTL deleting a finished Job would look like a lost copy (applied again: run twice); Tenbin
+    removes the copy with its AIWorkload instead, so the TTL is not copied to the member."""
+    fleet = operator.fleet
+    doc = workload("short", gpus=1, jurisdictions=["US"], run_seconds=1)
+    doc["spec"]["template"]["spec"]["ttlSecondsAfterFinished"] = 0
+    apply(fleet, ns, doc)
+    wait_until("short Succeeded", lambda: phase(fleet, ns, "short") == "Succeeded", timeout=60)
+    res = fleet.kubectl("get", "job", "-n", ns, "short", "-o", "json", cluster=US)
+    assert "ttlSecondsAfterFinished" not in json.loads(res.stdout)["spec"]
+    assert _reasons(fleet, ns, "short").count("CopyMissing") == 0

@@ -238,11 +238,14 @@ class KubeGateway:
         await run_blocking(self._annotate, ref, annotations)
 
     def _delete(self, ref: ObjectRef) -> bool:
+        """Foreground: the object stays (with a deletionTimestamp) until its pods are gone, so "the copy is
+        gone" (a move's StoppingSource) means its pods no longer run; with Background the Job vanished at
+        once while its pods still ran their termination grace next to the new copy."""
         try:
             res = self._resource(ref.api_version, ref.kind)
             self._dynamic().delete(
                 res, name=ref.name, namespace=ref.namespace or None,
-                body={"propagationPolicy": "Background"}, _request_timeout=REQUEST_TIMEOUT,
+                body={"propagationPolicy": "Foreground"}, _request_timeout=REQUEST_TIMEOUT,
             )
             return True
         except NotFoundError:

@@ -30,6 +30,7 @@ from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
 from tenbin.scheduling import nodefit
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
+from tenbin.services.clock import SYSTEM, Clock
 from tenbin.services.conditions import now_iso, set_condition
 from tenbin.services.member_objects import (
     is_finished,
@@ -178,8 +179,9 @@ class Reservations(dict[str, Reservation]):
 
 class Controller:
     def __init__(self, hub: Any, gateway_factory: GatewayFactory, post_event: PostEvent,
-                 config: Config | None = None, metrics: Metrics | None = None) -> None:
+                 config: Config | None = None, metrics: Metrics | None = None, clock: Clock = SYSTEM) -> None:
         self.hub = hub
+        self.clock = clock
         self.gateway_factory = gateway_factory
         self.post_event = post_event
         self.config = config or Config()
@@ -193,6 +195,7 @@ class Controller:
         self.unschedulable: set[str] = set()
         self.retry_at: dict[str, float] = {}
         self.applied: dict[str, int] = {}  # key -> generation applied in the member by this process
+        self.applied_at: dict[str, float] = {}  # key -> when (monotonic) this process last applied its copy
         self.failures: dict[str, int] = {}  # key -> member errors in a row (the retry backoff)
         self.not_served: dict[tuple[str, str, str], float] = {}  # (cluster, apiVersion, kind) -> until
         self.placement_lock = asyncio.Lock()
@@ -277,6 +280,7 @@ class Controller:
             self.unschedulable.discard(key)
             self.retry_at.pop(key, None)
             self.applied.pop(key, None)
+            self.applied_at.pop(key, None)
             self.migrator.forget(key)
             lock = self._locks.get(key)
             if lock is not None and not lock.locked():
@@ -442,7 +446,7 @@ class Controller:
                 self.failures.pop(key, None)
 
     def _retry(self, key: str, delay: float) -> None:
-        self.retry_at[key] = time.monotonic() + delay
+        self.retry_at[key] = self.clock.monotonic() + delay
 
     async def _reconcile(self, key: str, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -540,7 +544,7 @@ class Controller:
             return
         created = parse_time(meta.get("creationTimestamp"))
         if created:
-            self.metrics.placement_latency.observe(max(0.0, time.time() - created))
+            self.metrics.placement_latency.observe(max(0.0, self.clock.time() - created))
 
     async def _apply(self, key: str, body: Mapping[str, Any], cluster: str, generation: int,
                      model: str | None = None) -> None:
@@ -555,6 +559,7 @@ class Controller:
             self.metrics.member_errors.labels(cluster, "apply").inc()
             raise
         self.applied[key] = generation
+        self.applied_at[key] = self.clock.monotonic()
 
     async def _keep_placed(self, key: str, body: dict[str, Any], wl: AIWorkload, placement: Mapping[str, Any],
                            generation: int) -> None:
@@ -572,7 +577,14 @@ class Controller:
         if st and st.observation:
             observed = st.observation.objects.get(body["metadata"]["uid"])
         template_changed = self.applied.get(key) != generation and status.get("observedGeneration") != generation
-        missing = st is not None and st.observation is not None and observed is None and key not in self.applied
+        # no copy in the member: never applied by this process (a restart between status write and apply), or
+        # gone since (deleted in the member, the member reset): an observation begun after our apply shows none
+        missing = st is not None and st.observation is not None and observed is None and (
+            key not in self.applied_at or (st.last_ok or 0.0) > self.applied_at[key])
+        if missing and key in self.applied_at:
+            self.post_event(body, "Warning", "CopyMissing",
+                            f"the copy in {cluster} is gone (deleted in the member, or the member was reset); "
+                            "applying it again")
         if (st is None or st.observation is None) and key not in self.applied:
             # not observed yet (e.g. just restarted: a crash may have come between the status write and the
             # member apply): look again once the member has been observed
@@ -643,7 +655,7 @@ class Controller:
 
     def _not_serving(self, body: Mapping[str, Any]) -> set[str]:
         tmpl = (body.get("spec") or {}).get("template") or {}
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for k, until in list(self.not_served.items()):
             if until <= now:
                 del self.not_served[k]
@@ -673,7 +685,7 @@ class Controller:
         not_served = e.status == 404
         if not_served:
             self.not_served[(cluster, tmpl.get("apiVersion", ""), tmpl.get("kind", ""))] = \
-                time.monotonic() + self.config.not_served_ttl_seconds
+                self.clock.monotonic() + self.config.not_served_ttl_seconds
             reason = "KindNotServed"
             text = f"{cluster} does not serve {tmpl.get('kind')} ({tmpl.get('apiVersion')}): spec.template.kind; " \
                 "trying the other clusters"
@@ -771,7 +783,7 @@ class Controller:
     def history(self, status: Mapping[str, Any], event: str, cluster: str | None, model: str | None,
                 price: float | None, currency: str | None, message: str | None = None,
                 reason: str | None = None, from_: str | None = None) -> list[dict[str, Any]]:
-        entry: dict[str, Any] = {"time": now_iso(), "event": event}
+        entry: dict[str, Any] = {"time": now_iso(self.clock.time()), "event": event}
         for k, v in (("cluster", cluster), ("gpuModel", model), ("currency", currency), ("message", message),
                      ("reason", reason), ("from", from_)):
             if v:
@@ -810,13 +822,15 @@ class Controller:
             copies |= {m.get("from"), m.get("to")}
         for cluster in sorted(c for c in copies if c):
             st = self.clusters.get(cluster)
+            if st is None:
+                continue  # no GPUCluster any more: its drain removed Tenbin's objects before it went
             try:
-                if st is None or st.gateway is None:
+                if st.gateway is None:
                     raise GatewayError(f"member {cluster} is not connected")
                 await st.gateway.delete(member_ref(body))
             except GatewayError as e:
-                since = parse_time(meta.get("deletionTimestamp")) or time.time()
-                if time.time() - since < self.config.delete_grace_seconds:
+                since = parse_time(meta.get("deletionTimestamp")) or self.clock.time()
+                if self.clock.time() - since < self.config.delete_grace_seconds:
                     self._retry(key, self.config.resync_seconds)
                     return
                 self.post_event(body, "Warning", "MemberUnreachable",
@@ -848,17 +862,41 @@ class Controller:
 
     async def _drain(self, name: str) -> None:
         """A GPUCluster marked for deletion: keep observing it (Kopf stopped its daemon) while the migrator
-        moves its work out (or stops it there when no compliant cluster has room), then let it go."""
+        moves its work out (or stops it there when no compliant cluster has room), removes what Tenbin left
+        there (the copies of finished work), then lets it go."""
         try:
             while (st := self.clusters.get(name)) is not None and st.deleting:
                 await self.sync_cluster(name)
-                left = self._placed_on(name)
-                if not left:
+                if not self._placed_on(name) and await self._remove_leftovers(st):
                     await self._release_cluster(st)
                     return
-                await asyncio.sleep(self.config.resync_seconds)  # the monitor's period, as the daemon's
+                await self.clock.sleep(self.config.resync_seconds)  # the monitor's period, as the daemon's
         finally:
             self._drains.pop(name, None)
+
+    async def _remove_leftovers(self, st: ClusterState) -> bool:
+        """Delete Tenbin's objects still in a member that is being let go (the copies of finished work), so
+        nothing of Tenbin's stays in a cluster it no longer watches. True once the member shows none; or
+        when it has not answered for `delete_grace_seconds` since the deletion (one event names what stays)."""
+        if st.phase == "Ready" and st.observation is not None and st.gateway is not None:
+            if not st.observation.objects:
+                return True
+            try:
+                for obj in st.observation.objects.values():
+                    if not (obj.body.get("metadata") or {}).get("deletionTimestamp"):
+                        await st.gateway.delete(obj.ref)
+            except GatewayError as e:
+                log.warning("GPUCluster %s: removing what Tenbin left there: %s (next round)", st.name, e)
+            return False  # gone once an observation shows it gone
+        since = parse_time((st.body.get("metadata") or {}).get("deletionTimestamp")) or self.clock.time()
+        if self.clock.time() - since < self.config.delete_grace_seconds:
+            return False
+        what = sorted(str(o.ref) for o in st.observation.objects.values()) if st.observation else []
+        if what:
+            self.post_event(st.body, "Warning", "LeftInMember",
+                            f"{st.name} did not answer for {self.config.delete_grace_seconds:g}s after its "
+                            f"deletion; left there: {', '.join(what[:5])}{' ...' if len(what) > 5 else ''}")
+        return True
 
     def _placed_on(self, name: str) -> list[str]:
         out = []
@@ -913,7 +951,7 @@ class Controller:
         if st is None:
             return
         await self._ensure_drain_finalizer(st)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         before = (st.phase, st.observation.inventory.free() if st.observation else None)
         if st.invalid is not None:
             st.phase, st.reason, st.message = "NotReady", "InvalidSpec", st.invalid
@@ -1001,11 +1039,11 @@ class Controller:
         else:
             conds = [c for c in conds if c.get("type") != "TelemetryAvailable"]
         desired_cmp = {**desired, "conditions": [(c["type"], c["status"], c["reason"]) for c in conds]}
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if desired_cmp == st.last_status and now - st.last_status_write < self.config.status_heartbeat_seconds:
             return
         desired["conditions"] = conds
-        desired["lastSyncTime"] = now_iso()
+        desired["lastSyncTime"] = now_iso(self.clock.time())
         try:
             body = await self.hub.patch_status("GPUCluster", None, st.name, {"status": desired})
         except GatewayError as e:
@@ -1043,7 +1081,17 @@ class Controller:
                 self.reservations.pop(key, None)  # this member's inventory now counts the workload's GPUs
             await self._set_phase(key, phase, message)
             await self._set_ready(key, st.name, obj, phase)
+        for uid, key in by_uid.items():
+            if uid not in st.observation.objects and self._copy_expected(key, st):
+                self._retry(key, 0.0)  # its copy is gone: _keep_placed applies it again
         self._update_cost()
+
+    def _copy_expected(self, key: str, st: ClusterState) -> bool:
+        """A placed, unfinished, unmoving workload not applied by this process since the observation began."""
+        body = self.workloads.get(key) or {}
+        applied = self.applied_at.get(key)
+        return (applied is None or (st.last_ok or 0.0) > applied) and not active_migration(body) and \
+            not is_finished((body.get("status") or {}).get("phase")) and not body["metadata"].get("deletionTimestamp")
 
     async def _set_phase(self, key: str, phase: str, message: str) -> None:
         async with self.lock(key):
@@ -1120,12 +1168,12 @@ class Controller:
             self.metrics.cost_per_hour.labels(ns, cur).set(v)
 
     def _nudge_unschedulable(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for key in self.unschedulable:
             self.retry_at[key] = min(self.retry_at.get(key, now), now)
 
     async def _run_due(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         due = sorted((k for k, t in self.retry_at.items() if t <= now),
                      key=lambda k: (self.workloads.get(k, {}).get("metadata", {}).get("creationTimestamp") or "", k))
         for key in due:

@@ -72,6 +72,10 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
     for k in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "ownerReferences"):
         om.pop(k, None)
     obj.pop("status", None)
+    if obj.get("kind") == "Job":
+        # Tenbin removes the copy when the AIWorkload goes; a TTL that deleted it first would look like a
+        # copy lost in the member (which Tenbin applies again), i.e. a finished Job run twice
+        (obj.get("spec") or {}).pop("ttlSecondsAfterFinished", None)
     labels = {
         MANAGED_BY_LABEL: MANAGED_BY,
         UID_LABEL: meta["uid"],

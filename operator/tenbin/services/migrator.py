@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +212,7 @@ class Migrator:
         ctl = self.ctl
         p = body["status"]["placement"]
         cluster, model = p["cluster"], p.get("gpuModel") or ""
-        now_m = time.monotonic()
+        now_m = self.ctl.clock.monotonic()
         uid = body["metadata"]["uid"]
         obj = st.observation.objects.get(uid) if st.observation else None
         if obj is not None and obj.pods_unschedulable > 0 and st.phase == "Ready":
@@ -243,7 +242,7 @@ class Migrator:
             exclude |= set(history.failed_clusters)
         alternatives = [Alternative(c.cluster, c.model, c.price_base, c.score)
                         for c in ctl.alternatives(wl, exclude)]
-        return should_migrate(current, alternatives, policy, history, self.limits(), time.time())
+        return should_migrate(current, alternatives, policy, history, self.limits(), self.ctl.clock.time())
 
     async def _consume_request(self, key: str, body: Mapping[str, Any], outcome: str | None) -> None:
         meta = body["metadata"]
@@ -274,7 +273,7 @@ class Migrator:
             if move.target is None:
                 await self._no_target(key, body, move)
                 return
-            now = time.time()
+            now = self.ctl.clock.time()
             migration = {"from": source, "to": move.target.cluster, "gpuModel": move.target.model,
                          "reason": move.reason[:1024], "phase": "Pending", "startedAt": _iso(now),
                          "deadline": _iso(now + ctl.config.migration_timeout_seconds)}
@@ -356,7 +355,7 @@ class Migrator:
         src_up = src is not None and src.phase == "Ready" and src.gateway is not None
         src_obj = src.observation.objects.get(uid) if src_up and src and src.observation else None
         dst_obj = dst.observation.objects.get(uid) if dst and dst.observation else None
-        now = time.time()
+        now = self.ctl.clock.time()
         deadline = _ts(m.get("deadline")) or now
         phase = m["phase"]
         ref = member_ref(body)
@@ -389,7 +388,16 @@ class Migrator:
                     await self._complete(key, body, m)
             elif now >= deadline:
                 await self._fail(key, body, m, "the target did not become ready before the deadline")
-        elif phase == "StoppingSource" and (not src_up or src_obj is None):
+        elif phase == "StoppingSource":
+            if src_up and src_obj is not None:
+                if not (src_obj.body.get("metadata") or {}).get("deletionTimestamp") and src is not None \
+                        and src.gateway is not None:
+                    await src.gateway.delete(ref)  # it could not be deleted while its member was away
+                return  # stopped once an observation shows it gone (its pods with it: foreground deletion)
+            if kind not in MAKE_BEFORE_BREAK and src is not None and not src_up and not self.fenced(src, body):
+                # a run-once copy whose member went away before it was seen gone may still run there
+                await self._await_fence(key, body, src)
+                return
             if kind not in MAKE_BEFORE_BREAK:
                 await self._apply_target(body, m)
             await self._complete(key, body, m)
@@ -410,6 +418,7 @@ class Migrator:
                 tm = tmpl.setdefault("metadata", {})
                 tm["annotations"] = {**(tm.get("annotations") or {}), **hints}
         await st.gateway.apply(obj)
+        ctl.applied_at[workload_key(body)] = ctl.clock.monotonic()
 
     async def _set(self, key: str, body: Mapping[str, Any], m: dict[str, Any], phase: str,
                    deadline: float | None = None, resume_hint: str | None = None) -> None:
