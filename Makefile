@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TENBIN := $(VENV)/bin/tenbin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv testbed demo test test-unit test-testbed lint verify crds bench-core bench clean
+.PHONY: help venv testbed demo test test-unit test-testbed lint verify crds bench-core bench simulate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -46,6 +46,11 @@ crds: $(STAMP)  ## regenerate crds/, docs/crd-reference.md and the chart's CRDs 
 verify: $(STAMP)  ## fail when crds/, docs/crd-reference.md or the chart's CRDs differ from the models
 	$(TENBIN) crds --out crds --docs docs/crd-reference.md --check
 	bash charts/verify.sh
+
+SEED  ?= 1
+STEPS ?= 2000
+simulate: $(STAMP)  ## one deterministic simulation of the operator in memory: make simulate SEED=7 STEPS=5000
+	$(PY) tests/simulation/world.py --seed $(SEED) --steps $(STEPS)
 
 bench-core: $(STAMP)  ## scheduling-core microbenchmarks -> bench/results.json
 	$(PY) bench/bench_core.py
