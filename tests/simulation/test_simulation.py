@@ -35,10 +35,17 @@ def test_the_residency_oracle_refuses_what_the_contract_refuses() -> None:
 
     assert allowed(wl("Restricted"), cluster("OnPrem", "JP", []))
     assert not allowed(wl("Restricted"), cluster("SovereignCloud", "JP", []))
-    assert not allowed(wl("Confidential"), cluster("SovereignCloud", "US", []))
+    sim_policy = {"spec": {"classificationRules": [
+        {"classification": "Confidential", "allowedTiers": ["OnPrem", "SovereignCloud"],
+         "allowedJurisdictions": ["JP"]}]}}
+    assert not allowed(wl("Confidential"), cluster("SovereignCloud", "US", []), sim_policy)
     assert not allowed(wl("Public", requiredLabels=["ismap"]), cluster("Hyperscaler", "US", ["iso27017"]))
     assert not allowed(wl("Internal", jurisdictions=["JP"]), cluster("Hyperscaler", "US", []))
     assert allowed(wl("Public"), cluster("Hyperscaler", "US", []))
+    tight = {"spec": {"classificationRules": [{"classification": "Internal", "allowedJurisdictions": ["JP"]}]}}
+    assert allowed(wl("Internal"), cluster("Hyperscaler", "US", []))
+    assert not allowed(wl("Internal"), cluster("Hyperscaler", "US", []), tight)
+    assert allowed(wl("Confidential"), cluster("SovereignCloud", "US", []))  # the built-in rule: any jurisdiction
 
 
 def test_the_invariants_catch_a_residency_breach() -> None:

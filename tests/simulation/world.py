@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tenbin.clusters.gateway import UID_LABEL, GatewayError
-from tenbin.clusters.memory import RUN_ANNOTATION, HubEvent, MemoryHub, MemoryMember, Node
-from tenbin.inventory.model import TERMINAL_POD_PHASES
+from tenbin.clusters.memory import RUN_ANNOTATION, SERVED_KINDS, HubEvent, MemoryHub, MemoryMember, Node
 from tenbin.services.clock import Clock
 from tenbin.services.controller import Config, Controller
 from tenbin.services.migrator import FENCED_ANNOTATION
@@ -35,11 +34,15 @@ NS = "sim"
 MODELS = {"H100-80GB": ("NVIDIA-H100-80GB-HBM3", 80), "A100-80GB": ("NVIDIA-A100-SXM4-80GB", 80),
           "L4-24GB": ("NVIDIA-L4", 24)}
 TIERS = ("OnPrem", "SovereignCloud", "Hyperscaler")
-RULES = {  # the policy's classification rules (as examples/policy/default.yaml): tiers, jurisdictions
+BUILTIN = {  # the contract's built-in classification rules: tiers (empty: any), jurisdictions (empty: any)
+    "Restricted": ({"OnPrem"}, set()),
+    "Confidential": ({"OnPrem", "SovereignCloud"}, set()),
+    "Internal": (set(), set()),
+    "Public": (set(), set()),
+}
+RULES = {  # the simulation's policy at start (as examples/policy/default.yaml)
     "Restricted": ({"OnPrem"}, {"JP"}),
     "Confidential": ({"OnPrem", "SovereignCloud"}, {"JP"}),
-    "Internal": (set(TIERS), None),
-    "Public": (set(TIERS), None),
 }
 CONFIG = Config(resync_seconds=1.0, unreachable_after_seconds=3.0, delete_grace_seconds=5.0,
                 cluster_lost_after_seconds=6.0, pending_timeout_seconds=8.0, min_move_interval_seconds=5.0,
@@ -81,18 +84,24 @@ class FakeClock(Clock):
                 fut.set_result(None)
 
 
-def allowed(workload: Mapping[str, Any], cluster: Mapping[str, Any]) -> bool:
-    """The residency oracle, written from the contract, independently of the scheduling core."""
+def allowed(workload: Mapping[str, Any], cluster: Mapping[str, Any], policy: Mapping[str, Any] | None = None) -> bool:
+    """The residency oracle, written from the contract, independently of the scheduling core: the policy's
+    rule for the classification (else the built-in one), then the workload's own lists and labels."""
     res = workload["spec"]["residency"]
     spec = cluster["spec"]
-    tiers, jurisdictions = RULES[res["dataClassification"]]
-    if spec["tier"] not in tiers or (jurisdictions is not None and spec["jurisdiction"] not in jurisdictions):
+    tiers, jurisdictions = BUILTIN[res["dataClassification"]]
+    required = set(res.get("requiredLabels") or [])
+    for rule in ((policy or {}).get("spec") or {}).get("classificationRules") or []:
+        if rule["classification"] == res["dataClassification"]:
+            tiers, jurisdictions = set(rule.get("allowedTiers") or []), set(rule.get("allowedJurisdictions") or [])
+            required |= set(rule.get("requiredLabels") or [])
+    if (tiers and spec["tier"] not in tiers) or (jurisdictions and spec["jurisdiction"] not in jurisdictions):
         return False
     if res.get("tiers") and spec["tier"] not in res["tiers"]:
         return False
     if res.get("jurisdictions") and spec["jurisdiction"] not in res["jurisdictions"]:
         return False
-    return set(res.get("requiredLabels") or []) <= set(spec.get("residencyLabels") or [])
+    return required <= set(spec.get("residencyLabels") or [])
 
 
 @dataclass
@@ -116,7 +125,7 @@ class Simulation:
         self.outages: dict[str, Outage] = {}
         self.tick_no = 0
         self.names = itertools.count(1)
-        self.job_copies_seen: dict[str, set[str]] = {}
+        self.decided: dict[str, set[str]] = {}  # workload UID -> clusters it was placed or moved onto
         self.restarts = 0
         self.ctl = self._controller()
 
@@ -136,9 +145,9 @@ class Simulation:
                          "spec": {"baseCurrency": "JPY", "exchangeRates": {"USD": 150.0},
                                   "weights": {"price": 0.7, "availability": 0.3},
                                   "classificationRules": [
-                                      {"classification": c, "allowedTiers": sorted(RULES[c][0]),
-                                       "allowedJurisdictions": sorted(RULES[c][1] or [])}
-                                      for c in ("Restricted", "Confidential")]}})
+                                      {"classification": c, "allowedTiers": sorted(tiers),
+                                       "allowedJurisdictions": sorted(jurisdictions)}
+                                      for c, (tiers, jurisdictions) in RULES.items()]}})
         n = self.rng.randint(2, 5)
         for i in range(n):
             tier = TIERS[i % 3] if i < 3 else self.rng.choice(TIERS)
@@ -147,7 +156,9 @@ class Simulation:
             name = f"m{i}-{tier.lower()}-{jurisdiction.lower()}"
             nodes = [Node(f"{name}-n{j}", MODELS[model][0], self.rng.choice([4, 8]))
                      for j in range(self.rng.randint(1, 3))]
-            self.members[name] = MemoryMember(name, nodes, random.Random(self.rng.random()))
+            served = SERVED_KINDS if self.rng.random() < 0.8 else SERVED_KINDS - {("apps/v1", "Deployment")}
+            self.members[name] = MemoryMember(name, nodes, random.Random(self.rng.random()), served=served,
+                                              bind_chance=self.rng.choice([1.0, 0.6, 0.3]))
             usd = tier == "Hyperscaler"
             self.hub.create({
                 "apiVersion": "tenbin.io/v1alpha1", "kind": "GPUCluster", "metadata": {"name": name},
@@ -214,7 +225,7 @@ class Simulation:
     def _new_workload(self) -> str:
         name = f"w{next(self.names)}"
         classification = self.rng.choice(["Restricted", "Confidential", "Internal", "Public", "Public"])
-        kind = self.rng.choice(["Job", "Job", "Deployment"])
+        kind = self.rng.choice(["Job", "Job", "Job", "Deployment", "Deployment", "ReplicationController"])
         per_pod = self.rng.choice([1, 1, 2, 4, 8])
         replicas = self.rng.choice([1, 1, 1, 2, 3])
         pod: dict[str, Any] = {"metadata": {"labels": {"app": name}, "annotations": {}},
@@ -226,9 +237,12 @@ class Simulation:
             template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
                         "spec": {"parallelism": replicas, "completions": replicas, "backoffLimit": 0,
                                  "template": pod}}
-        else:
+        elif kind == "Deployment":
             template = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
                         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": pod}}
+        else:  # a kind Tenbin has no adapter for: its pods must still be counted once
+            template = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": name},
+                        "spec": {"replicas": replicas, "selector": {"app": name}, "template": pod}}
         residency: dict[str, Any] = {"dataClassification": classification}
         if self.rng.random() < 0.3:
             residency["jurisdictions"] = [self.rng.choice(["JP", "US"])]
@@ -268,8 +282,10 @@ class Simulation:
         wls = [w for w in self.workloads() if not w["metadata"].get("deletionTimestamp")]
         clusters = self.clusters()
         live = [n for n, b in clusters.items() if not b["metadata"].get("deletionTimestamp")]
-        if r < 0.30 and len(wls) < 40:
+        if r < 0.27 and len(wls) < 40:
             return self._new_workload()
+        if r < 0.30 and len(wls) < 34:  # a burst: several placements before any member binds a pod
+            return "burst: " + "; ".join(self._new_workload() for _ in range(self.rng.randint(3, 6)))
         if r < 0.38 and wls:
             w = self.rng.choice(wls)
             self.hub.delete("AIWorkload", NS, w["metadata"]["name"])
@@ -318,6 +334,23 @@ class Simulation:
             self.hub.merge("GPUCluster", None, name, {"spec": {"residencyLabels": labels,
                                                                "jurisdiction": jurisdiction}})
             return f"residency of {name} -> {jurisdiction} {labels}"
+        if r < 0.5565 and wls:
+            w = self.rng.choice(wls)
+            if w["spec"]["template"]["kind"] != "Deployment":
+                return None
+            n = self.rng.choice([1, 2, 4])
+            tmpl = copy.deepcopy(w["spec"]["template"])
+            tmpl["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = n
+            self.hub.merge("AIWorkload", NS, w["metadata"]["name"], {"spec": {"gpu": {"count": n}, "template": tmpl}})
+            return f"gpu.count of {w['metadata']['name']} -> {n}"
+        if r < 0.5575:
+            policy = self.hub.get("PlacementPolicy", None, "default") or {}
+            rules = [x for x in policy["spec"]["classificationRules"] if x["classification"] != "Internal"]
+            tighten = len(rules) == len(policy["spec"]["classificationRules"])
+            if tighten:
+                rules.append({"classification": "Internal", "allowedJurisdictions": ["JP"]})
+            self.hub.merge("PlacementPolicy", None, "default", {"spec": {"classificationRules": rules}})
+            return f"policy: Internal work {'only in JP' if tighten else 'anywhere'}"
         if r < 0.558 and len(live) > 1:
             name = self.rng.choice(live)
             self.hub.delete("GPUCluster", None, name)
@@ -339,14 +372,18 @@ class Simulation:
     def check(self) -> None:
         by_uid = {w["metadata"]["uid"]: w for w in self.workloads()}
         clusters = self.clusters()
+        policy = self.hub.get("PlacementPolicy", None, "default")
         copies: dict[str, set[str]] = {}
         for name, m in self.members.items():
             for ref, obj in m.created_since_check():
                 w = by_uid.get((obj["metadata"].get("labels") or {}).get(UID_LABEL, ""))
                 c = clusters.get(name)
-                if w is not None and c is not None and not allowed(w, c):
+                if w is not None and c is not None and not allowed(w, c, policy):
                     raise self._broken(f"{ref} created in {name}, which residency forbids for "
                                        f"{w['metadata']['name']} ({w['spec']['residency']})")
+            if m.applied_while_deleting:
+                raise self._broken(f"{m.applied_while_deleting[0]} applied in {name} while it was being deleted: the "
+                                   "apply is accepted and lost with the object")
             if not m.reachable and self.outages.get(name, Outage(0, 0)).fenced:
                 continue
             for p in m.live_pods():
@@ -357,12 +394,15 @@ class Simulation:
         for uid, where in copies.items():
             if len(where) > 1:
                 raise self._broken(f"two running copies of Job {by_uid[uid]['metadata']['name']}: {sorted(where)}")
-        for w in self.workloads():
-            p = (w.get("status") or {}).get("placement") or {}
-            c = clusters.get(p.get("cluster") or "")
-            if c is not None and (w.get("status") or {}).get("phase") in ("Scheduled", "Pending") and not allowed(w, c):
-                raise self._broken(f"{w['metadata']['name']} newly placed on {c['metadata']['name']}, "
-                                   "which residency forbids")
+        for w in self.workloads():  # every new placement or move target, when it is decided
+            st = w.get("status") or {}
+            targets = {(st.get("placement") or {}).get("cluster"), (st.get("migration") or {}).get("to")}
+            for name in sorted(t for t in targets if t):
+                seen = self.decided.setdefault(w["metadata"]["uid"], set())
+                if name not in seen and name in clusters and not allowed(w, clusters[name], policy):
+                    raise self._broken(f"{w['metadata']['name']} placed or moved onto {name}, which residency "
+                                       f"forbids ({w['spec']['residency']})")
+                seen.add(name)
 
     def over_asked(self) -> set[str]:
         """UIDs of workloads grown past what their cluster's nodes hold, that say so (PlacementConflict
@@ -439,17 +479,20 @@ class Simulation:
         self.check_settled()
 
     def _quiet(self) -> bool:
+        """Nothing left to happen: every workload at rest (or outgrown, and saying so), no move in flight,
+        every pod bound (but an outgrown workload's extra ones), no Job pod still running."""
+        over_asked = self.over_asked()
+        moving = ("Pending", "Checkpointing", "StartingTarget", "StoppingSource")
         for w in self.workloads():
             st = w.get("status") or {}
-            if st.get("phase") not in ("Running", "Succeeded", "Failed", "Unschedulable") or (st.get("migration", {}) \
-                    and (st.get("migration") or {}).get("phase") in ("Pending", "Checkpointing", "StartingTarget",
-                                                                     "StoppingSource")):
+            if w["metadata"]["uid"] in over_asked:
+                continue
+            if st.get("phase") not in ("Running", "Succeeded", "Failed", "Unschedulable") or \
+                    (st.get("migration") or {}).get("phase") in moving:
                 return False
-        over_asked = self.over_asked()
+        pods = [p for m in self.members.values() for p in m.live_pods()]
         return all(p["spec"].get("nodeName") or (p["metadata"].get("labels") or {}).get(UID_LABEL) in over_asked
-                   for m in self.members.values() for p in m.live_pods()) and \
-            not any(p["status"]["phase"] not in TERMINAL_POD_PHASES and p.get("_ticks_left") for m in
-                    self.members.values() for p in m.live_pods())
+                   for p in pods) and not any(p.get("_ticks_left") for p in pods)
 
 
 def simulate(seed: int, steps: int) -> Simulation:

@@ -237,9 +237,12 @@ class MemoryMember:
     """One member cluster: the gateway the operator talks to, and the member's own controllers (`tick`)."""
 
     def __init__(self, name: str, nodes: list[Node], rng: random.Random,
-                 served: frozenset[tuple[str, str]] = SERVED_KINDS) -> None:
+                 served: frozenset[tuple[str, str]] = SERVED_KINDS, bind_chance: float = 1.0) -> None:
+        """`bind_chance`: how likely the scheduler gets to a pending pod in one tick (a busy scheduler leaves
+        pods placed but unbound across several of the operator's observations)."""
         self.name = name
         self.nodes = nodes
+        self.bind_chance = bind_chance
         self.rng = rng
         self.served = served
         self.reachable = True
@@ -247,6 +250,7 @@ class MemoryMember:
         self.pods: dict[tuple[str, str], Json] = {}  # (namespace, name)
         self.garbage: list[ObjectRef] = []  # deleted objects whose pods go at the next tick
         self.created: list[tuple[ObjectRef, Json]] = []  # objects created since the last look
+        self.applied_while_deleting: list[ObjectRef] = []  # applies onto an object being deleted (a lost write)
         self.applies = 0
         self._seq = itertools.count(1)
 
@@ -279,6 +283,8 @@ class MemoryMember:
                                    f'Job.batch "{ref.name}" is invalid: spec.template: Invalid value: field is '
                                    "immutable")
             new["status"] = old.get("status") or {}
+            if old["metadata"].get("deletionTimestamp"):
+                self.applied_while_deleting.append(ref)  # accepted, and lost with the object in a moment
             keep = {k: old["metadata"][k] for k in ("uid", "deletionTimestamp", "finalizers") if k in old["metadata"]}
             new["metadata"] = {**new["metadata"], **keep}  # an object being deleted stays so
             if ref.kind != "Job" and old["spec"].get("template") != new["spec"].get("template"):
@@ -390,6 +396,8 @@ class MemoryMember:
         self.rng.shuffle(pending)
         used = self._used()
         for pod in pending:
+            if self.rng.random() >= self.bind_chance:
+                continue  # not this round
             need = pod_gpu_request(pod)
             fits = [n for n in self.nodes if n.ready and n.gpus - used.get(n.name, 0) >= need
                     and _affinity_allows(pod, n) and tolerates(pod["spec"].get("tolerations") or [], n.taints)]

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.api.objects import field_path
-from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation, ObservedObject
+from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation, ObjectRef, ObservedObject
 from tenbin.clusters.kube import run_blocking
 from tenbin.inventory.model import NodeGPUs
 from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
@@ -197,6 +197,7 @@ class Controller:
         self.applied: dict[str, int] = {}  # key -> generation applied in the member by this process
         self.applied_at: dict[str, float] = {}  # key -> when (monotonic) this process last applied its copy
         self.failures: dict[str, int] = {}  # key -> member errors in a row (the retry backoff)
+        self.deleting: dict[tuple[str, str], float] = {}  # (cluster, workload uid) -> when we deleted its copy
         self.not_served: dict[tuple[str, str, str], float] = {}  # (cluster, apiVersion, kind) -> until
         self.placement_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -245,6 +246,8 @@ class Controller:
         name = body["metadata"]["name"]
         if deleted:
             st = self.clusters.pop(name, None)
+            for k in [k for k in self.deleting if k[0] == name]:
+                del self.deleting[k]
             if st and st.gateway:
                 task = asyncio.ensure_future(st.gateway.close())
                 self._background.add(task)
@@ -510,7 +513,7 @@ class Controller:
             self.unschedulable.add(key)
             if status.get("phase") == "Unschedulable" and status.get("message") == message:
                 return  # nothing new to say: no write, no event
-            conditions = set_condition(conditions, "Scheduled", "False", "Unschedulable", message, generation)
+            conditions = self.condition(conditions, "Scheduled", "False", "Unschedulable", message, generation)
             patch = {"status": {"phase": "Unschedulable", "message": message, "conditions": conditions,
                                 "observedGeneration": generation}}
             self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
@@ -523,7 +526,7 @@ class Controller:
         pl = self.placement_dict(chosen.cluster, chosen.model, decision.gpus, chosen.score)
         message = f"placed on {chosen.cluster} ({chosen.model}, {chosen.price_base:g} {base}/GPU-h): " \
                   f"{decision.reason}"
-        conditions = set_condition(conditions, "Scheduled", "True", "Placed", message, generation)
+        conditions = self.condition(conditions, "Scheduled", "True", "Placed", message, generation)
         history = self.history(status, "Scheduled", chosen.cluster, chosen.model, chosen.price_base, base)
         patch = {"status": {"phase": "Scheduled", "placement": pl, "message": message[:4096],
                             "conditions": conditions, "observedGeneration": generation, "history": history}}
@@ -540,7 +543,7 @@ class Controller:
         except GatewayError as e:
             if e.transient:
                 raise
-            await self._refused(key, chosen.cluster, e)
+            await self.refused(key, chosen.cluster, e)
             return
         created = parse_time(meta.get("creationTimestamp"))
         if created:
@@ -551,6 +554,7 @@ class Controller:
         st = self.clusters.get(cluster)
         if st is None or st.gateway is None:
             raise GatewayError(f"member {cluster} is not connected yet")
+        self.check_not_deleting(cluster, body["metadata"]["uid"])
         try:
             inv = st.observation.inventory if st.observation else None
             products = inv.products(model) if inv is not None and model else None
@@ -560,6 +564,20 @@ class Controller:
             raise
         self.applied[key] = generation
         self.applied_at[key] = self.clock.monotonic()
+
+    def check_not_deleting(self, cluster: str, uid: str) -> None:
+        """Refuse (for a retry) to apply a copy where this workload's previous copy is still being deleted:
+        the member accepts an apply onto a terminating object, and the write is lost with it."""
+        if (cluster, uid) in self.deleting:
+            raise GatewayError(f"{cluster}: the previous copy of this workload is still being deleted; applying "
+                               "once it is gone")
+
+    async def delete_copy(self, st: ClusterState, ref: ObjectRef, uid: str) -> None:
+        """Delete a copy in a member and remember it until an observation shows it gone (see above)."""
+        if st.gateway is None:
+            raise GatewayError(f"member {st.name} is not connected")
+        if await st.gateway.delete(ref):
+            self.deleting[(st.name, uid)] = self.clock.monotonic()
 
     async def _keep_placed(self, key: str, body: dict[str, Any], wl: AIWorkload, placement: Mapping[str, Any],
                            generation: int) -> None:
@@ -599,7 +617,7 @@ class Controller:
                 if e.transient:
                     raise
                 if missing and not template_changed:
-                    await self._refused(key, cluster, e)
+                    await self.refused(key, cluster, e)
                 else:
                     await self._edit_refused(key, body, cluster, generation, e)
                 return
@@ -612,20 +630,20 @@ class Controller:
         if resized is not None:
             patch["placement"] = {"gpus": wl.spec.total_gpus}
         if conflict:
-            conditions = set_condition(conditions, "PlacementConflict", "True", "SpecChanged",
+            conditions = self.condition(conditions, "PlacementConflict", "True", "SpecChanged",
                                        f"the current placement on {cluster} no longer fits: {conflict}; "
                                        "it keeps running there until it is migrated", generation)
             self.post_event(body, "Warning", "PlacementConflict", conflict)
         elif resized:
-            conditions = set_condition(conditions, "PlacementConflict", "True", "InsufficientCapacity",
+            conditions = self.condition(conditions, "PlacementConflict", "True", "InsufficientCapacity",
                                        f"{resized}; the pods that do not fit wait there and move with "
                                        "capacity failover (policy allowing)", generation)
             self.post_event(body, "Warning", "PlacementConflict", resized)
         else:
-            conditions = set_condition(conditions, "PlacementConflict", "False", "Fits",
+            conditions = self.condition(conditions, "PlacementConflict", "False", "Fits",
                                        f"the placement on {cluster} still satisfies the spec", generation)
         if template_changed and any(c.get("type") == "Applied" for c in conditions):
-            conditions = set_condition(conditions, "Applied", "True", "Applied",
+            conditions = self.condition(conditions, "Applied", "True", "Applied",
                                        f"generation {generation} applied on {cluster}", generation)
         patch["conditions"] = conditions
         meta = body["metadata"]
@@ -669,11 +687,17 @@ class Controller:
                 for g in st.model.spec.gpus:
                     reserved[(name, g.model)] = EXCLUDED
 
-    async def _refused(self, key: str, cluster: str, e: GatewayError) -> None:
-        """The member refused the object of a new placement: it cannot run there. Release what it holds and
-        say why, once. A kind the member does not serve: try the other clusters (after a backoff). Any
-        other refusal (422 invalid, 403 forbidden): the template is bad input for that member; it waits for
-        a changed spec."""
+    def note_not_served(self, cluster: str, tmpl: Mapping[str, Any]) -> None:
+        """The member answered 404 for the template's kind: do not offer it that kind for a while."""
+        self.not_served[(cluster, tmpl.get("apiVersion", ""), tmpl.get("kind", ""))] = \
+            self.clock.monotonic() + self.config.not_served_ttl_seconds
+
+    async def refused(self, key: str, cluster: str, e: GatewayError,
+                      migration: Mapping[str, Any] | None = None) -> None:
+        """The member refused the object of a new placement (or of a move whose source is already gone, whose
+        `migration` is recorded with it): it cannot run there. Release what it holds and say why, once. A kind
+        the member does not serve: try the other clusters (after a backoff). Any other refusal (422 invalid,
+        403 forbidden): the template is bad input for that member; it waits for a changed spec."""
         body = self.workloads.get(key)
         self.release(key)
         self.applied.pop(key, None)
@@ -684,20 +708,22 @@ class Controller:
         tmpl = body["spec"]["template"]
         not_served = e.status == 404
         if not_served:
-            self.not_served[(cluster, tmpl.get("apiVersion", ""), tmpl.get("kind", ""))] = \
-                self.clock.monotonic() + self.config.not_served_ttl_seconds
+            self.note_not_served(cluster, tmpl)
             reason = "KindNotServed"
             text = f"{cluster} does not serve {tmpl.get('kind')} ({tmpl.get('apiVersion')}): spec.template.kind; " \
                 "trying the other clusters"
         else:
             reason, text = "MemberRejected", f"{cluster} refused spec.template: {_member_message(e)}"
-        conditions = set_condition(list(status.get("conditions") or []), "Scheduled", "False", reason, text,
+        conditions = self.condition(list(status.get("conditions") or []), "Scheduled", "False", reason, text,
                                    generation)
         if not not_served:
-            conditions = set_condition(conditions, "Valid", "False", reason, text, generation)
+            conditions = self.condition(conditions, "Valid", "False", reason, text, generation)
         history = self.history(status, "Refused", cluster, None, None, None, text[:256], reason=reason)
-        patch = {"status": {"phase": "Pending" if not_served else "Failed", "placement": None, "message": text,
-                            "conditions": conditions, "history": history, "observedGeneration": generation}}
+        patch: dict[str, Any] = {"status": {
+            "phase": "Pending" if not_served else "Failed", "placement": None, "message": text,
+            "conditions": conditions, "history": history, "observedGeneration": generation}}
+        if migration is not None:
+            patch["status"]["migration"] = dict(migration)
         self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
         self.post_event(body, "Warning", reason, text)
         self.metrics.placements.labels("refused", reason).inc()
@@ -712,7 +738,7 @@ class Controller:
         meta, status = body["metadata"], body.get("status") or {}
         text = f"{cluster} refused the changed spec.template: {_member_message(e)}; the copy there keeps " \
                "the previous template (to change an immutable field, re-create the AIWorkload)"
-        conditions = set_condition(list(status.get("conditions") or []), "Applied", "False", "MemberRejected",
+        conditions = self.condition(list(status.get("conditions") or []), "Applied", "False", "MemberRejected",
                                    text, generation)
         self.applied[key] = generation  # nothing more to do for this generation
         self.workloads[key] = await self.hub.patch_status(
@@ -775,10 +801,14 @@ class Controller:
             out["score"] = round(score, 2)
         return out
 
-    @staticmethod
-    def with_condition(status: Mapping[str, Any], type_: str, value: str, reason: str,
+    def condition(self, conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
+                  generation: int | None = None) -> list[dict[str, Any]]:
+        """`conditions` with one set, its lastTransitionTime from the controller's clock."""
+        return set_condition(conditions, type_, status, reason, message, generation, now=self.clock.time())
+
+    def with_condition(self, status: Mapping[str, Any], type_: str, value: str, reason: str,
                        message: str) -> list[dict[str, Any]]:
-        return set_condition(list(status.get("conditions") or []), type_, value, reason, message)
+        return self.condition(list(status.get("conditions") or []), type_, value, reason, message)
 
     def history(self, status: Mapping[str, Any], event: str, cluster: str | None, model: str | None,
                 price: float | None, currency: str | None, message: str | None = None,
@@ -801,7 +831,7 @@ class Controller:
         valid = next((c for c in status.get("conditions") or [] if c.get("type") == "Valid"), None)
         if valid and valid.get("status") == "False" and valid.get("observedGeneration") == generation:
             return  # already reported for this generation: no retry storm
-        conditions = set_condition(list(status.get("conditions") or []), "Valid", "False", "InvalidSpec",
+        conditions = self.condition(list(status.get("conditions") or []), "Valid", "False", "InvalidSpec",
                                    text, generation)
         self.workloads[key] = await self.hub.patch_status(
             "AIWorkload", meta["namespace"], meta["name"],
@@ -825,9 +855,7 @@ class Controller:
             if st is None:
                 continue  # no GPUCluster any more: its drain removed Tenbin's objects before it went
             try:
-                if st.gateway is None:
-                    raise GatewayError(f"member {cluster} is not connected")
-                await st.gateway.delete(member_ref(body))
+                await self.delete_copy(st, member_ref(body), meta.get("uid", ""))
             except GatewayError as e:
                 since = parse_time(meta.get("deletionTimestamp")) or self.clock.time()
                 if self.clock.time() - since < self.config.delete_grace_seconds:
@@ -884,7 +912,7 @@ class Controller:
             try:
                 for obj in st.observation.objects.values():
                     if not (obj.body.get("metadata") or {}).get("deletionTimestamp"):
-                        await st.gateway.delete(obj.ref)
+                        await self.delete_copy(st, obj.ref, obj.uid_label)
             except GatewayError as e:
                 log.warning("GPUCluster %s: removing what Tenbin left there: %s (next round)", st.name, e)
             return False  # gone once an observation shows it gone
@@ -962,6 +990,9 @@ class Controller:
                 if st.observation is None or obs.inventory != st.observation.inventory:
                     self._snapshot = None  # before any other await: no decision may use the old inventory
                 st.observation = obs
+                for c, uid in [k for k, t in self.deleting.items() if k[0] == name and t < now]:
+                    if uid not in obs.objects:
+                        del self.deleting[(c, uid)]  # an observation begun after the delete shows it gone
                 st.last_ok, st.first_failure = now, None
                 st.phase, st.reason, st.message = "Ready", "Observed", "member apiserver reachable"
                 self.metrics.member_syncs.labels(name, "ok").inc()
@@ -1032,10 +1063,10 @@ class Controller:
         if st.observation is not None:
             desired["gpus"] = gpus
         conds = list((st.body.get("status") or {}).get("conditions") or [])
-        conds = set_condition(conds, "Ready", "True" if st.phase == "Ready" else "False", st.reason, st.message)
+        conds = self.condition(conds, "Ready", "True" if st.phase == "Ready" else "False", st.reason, st.message)
         if st.telemetry_condition is not None:
             tc = st.telemetry_condition
-            conds = set_condition(conds, tc["type"], tc["status"], tc["reason"], tc["message"])
+            conds = self.condition(conds, tc["type"], tc["status"], tc["reason"], tc["message"])
         else:
             conds = [c for c in conds if c.get("type") != "TelemetryAvailable"]
         desired_cmp = {**desired, "conditions": [(c["type"], c["status"], c["reason"]) for c in conds]}
@@ -1070,7 +1101,7 @@ class Controller:
                 if self._seeded and orphan and st.gateway is not None:
                     log.info("removing %s copy %s from %s", "orphan" if owner is None else "stale", obj.ref, st.name)
                     try:
-                        await st.gateway.delete(obj.ref)
+                        await self.delete_copy(st, obj.ref, uid)
                     except GatewayError as e:
                         log.warning("orphan %s in %s: %s", obj.ref, st.name, e)
                 continue
@@ -1143,7 +1174,7 @@ class Controller:
             if (old.get("status"), old.get("reason")) == (status_, reason):
                 return
             generation = int(body["metadata"].get("generation") or 0)
-            conditions = set_condition(list(status.get("conditions") or []), "Ready", status_, reason, message,
+            conditions = self.condition(list(status.get("conditions") or []), "Ready", status_, reason, message,
                                        generation)
             patch: dict[str, Any] = {"conditions": conditions}
             if status_ == "False":

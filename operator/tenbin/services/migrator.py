@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from tenbin.api import AIWorkload
 from tenbin.clusters.gateway import GatewayError
 from tenbin.scheduling.migration import Alternative, Current, History, Limits, Move, Policy, Trigger, should_migrate
-from tenbin.services.conditions import set_condition
 from tenbin.services.member_objects import is_finished, member_object, member_ref, observed_phase, workload_key
 
 if TYPE_CHECKING:
@@ -42,6 +41,14 @@ REPLACE_ANNOTATION = "tenbin.io/replace"
 MOVE = "#move"  # reservations[key + MOVE]: the GPUs a move in flight holds on its target
 MAKE_BEFORE_BREAK = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
 ACTIVE = frozenset({"Pending", "Checkpointing", "StartingTarget", "StoppingSource"})
+
+
+class TargetRefused(Exception):
+    """A move's target answered the copy with a refusal that a retry cannot change (404 kind, 422, 403)."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _iso(t: float) -> str:
@@ -177,7 +184,7 @@ class Migrator:
                f"runs twice, so it waits until {st.name} is back or annotated {FENCED_ANNOTATION}=true "
                "(by whoever made sure the copy is stopped)")
         generation = int(body["metadata"].get("generation") or 0)
-        conditions = set_condition(list(status.get("conditions") or []), "Ready", "False", "AwaitingFence", msg,
+        conditions = ctl.condition(list(status.get("conditions") or []), "Ready", "False", "AwaitingFence", msg,
                                    generation)
         if await ctl.write_status(key, body, {"conditions": conditions, "message": msg}):
             ctl.post_event(body, "Warning", "AwaitingFence", msg)
@@ -308,7 +315,7 @@ class Migrator:
             return
         if (move.trigger == Trigger.RESIDENCY_DRIFT or deleting) and st is not None and st.gateway is not None:
             try:
-                await st.gateway.delete(member_ref(body))
+                await ctl.delete_copy(st, member_ref(body), meta["uid"])
             except GatewayError as e:
                 log.warning("evacuating %s from %s: %s (the stale copy goes when it is reachable)", key, source, e)
         diagnosis = ctl.diagnose(body)
@@ -344,8 +351,23 @@ class Migrator:
                 return
             try:
                 await self._step(key, body, dict(m))
+            except TargetRefused as r:
+                await self._target_refused(key, body, dict(m), r.error)
             except GatewayError as e:
                 log.warning("migration of %s: %s (will retry)", key, e)
+
+    async def _target_refused(self, key: str, body: dict[str, Any], m: dict[str, Any], e: GatewayError) -> None:
+        """The target refused the copy (does not serve the kind, rejects the template): retrying cannot help.
+        While the source still runs the move fails and it stays there; once the source is gone (a Job's
+        StoppingSource) the workload is placed anew, the refusing cluster left out."""
+        ctl = self.ctl
+        if e.status == 404:
+            ctl.note_not_served(m["to"], body["spec"]["template"])
+        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK or m.get("phase") != "StoppingSource":
+            await self._fail(key, body, m, f"{m['to']} refused the copy: {e.detail or e}")
+            return
+        ctl.reservations.pop(key + MOVE, None)
+        await ctl.refused(key, m["to"], e, migration={**m, "phase": "Failed"})
 
     async def _step(self, key: str, body: dict[str, Any], m: dict[str, Any]) -> None:
         ctl = self.ctl
@@ -376,13 +398,13 @@ class Migrator:
                 hint = str(done) if done is not None else ("none: grace period expired" if src_up else
                                                            "none: source unreachable")
                 if src_up and src_obj is not None and src is not None and src.gateway is not None:
-                    await src.gateway.delete(ref)
+                    await ctl.delete_copy(src, ref, uid)
                 await self._set(key, body, m, "StoppingSource", resume_hint=hint[:1024])
         elif phase == "StartingTarget":
             ready = dst_obj is not None and observed_phase(dst_obj)[0] == "Running"
             if ready:
                 if src_up and src_obj is not None and src is not None and src.gateway is not None:
-                    await src.gateway.delete(ref)
+                    await ctl.delete_copy(src, ref, uid)
                     await self._set(key, body, m, "StoppingSource")
                 else:
                     await self._complete(key, body, m)
@@ -392,7 +414,7 @@ class Migrator:
             if src_up and src_obj is not None:
                 if not (src_obj.body.get("metadata") or {}).get("deletionTimestamp") and src is not None \
                         and src.gateway is not None:
-                    await src.gateway.delete(ref)  # it could not be deleted while its member was away
+                    await ctl.delete_copy(src, ref, uid)  # it could not be deleted while its member was away
                 return  # stopped once an observation shows it gone (its pods with it: foreground deletion)
             if kind not in MAKE_BEFORE_BREAK and src is not None and not src_up and not self.fenced(src, body):
                 # a run-once copy whose member went away before it was seen gone may still run there
@@ -407,6 +429,7 @@ class Migrator:
         st = ctl.clusters.get(m["to"])
         if st is None or st.gateway is None:
             raise GatewayError(f"migration target {m['to']} is not connected")
+        ctl.check_not_deleting(m["to"], body["metadata"]["uid"])
         inv = st.observation.inventory if st.observation else None
         model = m.get("gpuModel")
         obj = member_object(body, m["to"], model, inv.products(model) if inv is not None and model else None)
@@ -417,7 +440,12 @@ class Migrator:
             if isinstance(tmpl, dict):
                 tm = tmpl.setdefault("metadata", {})
                 tm["annotations"] = {**(tm.get("annotations") or {}), **hints}
-        await st.gateway.apply(obj)
+        try:
+            await st.gateway.apply(obj)
+        except GatewayError as e:
+            if e.transient:
+                raise
+            raise TargetRefused(e) from None
         ctl.applied_at[workload_key(body)] = ctl.clock.monotonic()
 
     async def _set(self, key: str, body: Mapping[str, Any], m: dict[str, Any], phase: str,
@@ -461,7 +489,7 @@ class Migrator:
         dst = ctl.clusters.get(m["to"])
         if dst is not None and dst.gateway is not None:
             try:
-                await dst.gateway.delete(member_ref(body))
+                await ctl.delete_copy(dst, member_ref(body), meta["uid"])
             except GatewayError as e:
                 log.warning("removing failed target copy of %s from %s: %s", key, m["to"], e)
         msg = f"migration to {m['to']} failed: {why}; staying on {m['from']}"
