@@ -806,9 +806,6 @@ class Controller:
         """`conditions` with one set, its lastTransitionTime from the controller's clock."""
         return set_condition(conditions, type_, status, reason, message, generation, now=self.clock.time())
 
-    def with_condition(self, status: Mapping[str, Any], type_: str, value: str, reason: str,
-                       message: str) -> list[dict[str, Any]]:
-        return self.condition(list(status.get("conditions") or []), type_, value, reason, message)
 
     def history(self, status: Mapping[str, Any], event: str, cluster: str | None, model: str | None,
                 price: float | None, currency: str | None, message: str | None = None,
@@ -857,8 +854,7 @@ class Controller:
             try:
                 await self.delete_copy(st, member_ref(body), meta.get("uid", ""))
             except GatewayError as e:
-                since = parse_time(meta.get("deletionTimestamp")) or self.clock.time()
-                if self.clock.time() - since < self.config.delete_grace_seconds:
+                if self._within_delete_grace(meta):
                     self._retry(key, self.config.resync_seconds)
                     return
                 self.post_event(body, "Warning", "MemberUnreachable",
@@ -902,6 +898,11 @@ class Controller:
         finally:
             self._drains.pop(name, None)
 
+    def _within_delete_grace(self, meta: Mapping[str, Any]) -> bool:
+        """Marked for deletion less than `delete_grace_seconds` ago: keep waiting for its member."""
+        since = parse_time(meta.get("deletionTimestamp")) or self.clock.time()
+        return self.clock.time() - since < self.config.delete_grace_seconds
+
     async def _remove_leftovers(self, st: ClusterState) -> bool:
         """Delete Tenbin's objects still in a member that is being let go (the copies of finished work), so
         nothing of Tenbin's stays in a cluster it no longer watches. True once the member shows none; or
@@ -916,8 +917,7 @@ class Controller:
             except GatewayError as e:
                 log.warning("GPUCluster %s: removing what Tenbin left there: %s (next round)", st.name, e)
             return False  # gone once an observation shows it gone
-        since = parse_time((st.body.get("metadata") or {}).get("deletionTimestamp")) or self.clock.time()
-        if self.clock.time() - since < self.config.delete_grace_seconds:
+        if self._within_delete_grace(st.body.get("metadata") or {}):
             return False
         what = sorted(str(o.ref) for o in st.observation.objects.values()) if st.observation else []
         if what:

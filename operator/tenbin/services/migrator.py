@@ -321,7 +321,7 @@ class Migrator:
         diagnosis = ctl.diagnose(body)
         event = "Evacuated" if move.trigger == Trigger.RESIDENCY_DRIFT or deleting else "Lost"
         msg = f"{move.reason}; stopped there and waiting: {diagnosis}"
-        conditions = ctl.with_condition(status, "Scheduled", "False", str(move.trigger), msg)
+        conditions = ctl.condition(list(status.get("conditions") or []), "Scheduled", "False", str(move.trigger), msg)
         history = ctl.history(status, event, None, None, None, None, msg[:256], reason=str(move.trigger),
                               from_=source)
         ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
