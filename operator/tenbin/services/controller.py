@@ -11,6 +11,7 @@ server-side apply in the member.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -1092,18 +1093,11 @@ class Controller:
             p = ((body.get("status") or {}).get("placement") or {})
             if p.get("cluster") == st.name:
                 by_uid[body["metadata"]["uid"]] = wkey
-        known = {b["metadata"].get("uid"): b for b in self.workloads.values()}
+        known = {b["metadata"].get("uid"): k for k, b in self.workloads.items()}
         for uid, obj in st.observation.objects.items():
             found = by_uid.get(uid)
             if found is None:
-                owner = known.get(uid)
-                orphan = owner is None or stale_copy(owner, st.name)
-                if self._seeded and orphan and st.gateway is not None:
-                    log.info("removing %s copy %s from %s", "orphan" if owner is None else "stale", obj.ref, st.name)
-                    try:
-                        await self.delete_copy(st, obj.ref, uid)
-                    except GatewayError as e:
-                        log.warning("orphan %s in %s: %s", obj.ref, st.name, e)
+                await self._remove_if_unwanted(st, uid, obj.ref, known.get(uid))
                 continue
             key = found
             r = self.reservations.get(key)
@@ -1116,6 +1110,26 @@ class Controller:
             if uid not in st.observation.objects and self._copy_expected(key, st):
                 self._retry(key, 0.0)  # its copy is gone: _keep_placed applies it again
         self._update_cost()
+
+    async def _remove_if_unwanted(self, st: ClusterState, uid: str, ref: ObjectRef, key: str | None) -> None:
+        """Delete an observed copy no workload wants here: its owner is gone, or placed elsewhere.
+
+        Decided under the owner's lock, on its body as it is now: this round's earlier awaits may have let
+        a placement onto this very member adopt the copy (a member back after an outage, whose lost work
+        is placed there again), and deleting it then would run that work twice."""
+        if not self._seeded or st.gateway is None:
+            return
+        async with self.lock(key) if key is not None else contextlib.nullcontext():
+            owner = self.workloads.get(key) if key is not None else None
+            if owner is not None and owner["metadata"].get("uid") != uid:
+                owner = None  # deleted and created again under its name: this copy is the old one's
+            if owner is not None and not stale_copy(owner, st.name):
+                return
+            log.info("removing %s copy %s from %s", "orphan" if owner is None else "stale", ref, st.name)
+            try:
+                await self.delete_copy(st, ref, uid)
+            except GatewayError as e:
+                log.warning("orphan %s in %s: %s", ref, st.name, e)
 
     def _copy_expected(self, key: str, st: ClusterState) -> bool:
         """A placed, unfinished, unmoving workload not applied by this process since the observation began."""
