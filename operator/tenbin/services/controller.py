@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,6 +41,15 @@ from tenbin.services.member_objects import (
 )
 from tenbin.services.metrics import Metrics
 from tenbin.services.migrator import FENCED_ANNOTATION, Migrator, active_migration, stale_copy
+from tenbin.services.state import (
+    ClusterState,
+    Config,
+    GatewayFactory,
+    PostEvent,
+    Reservation,
+    Reservations,
+    parse_time,
+)
 from tenbin.services.validation import semantic_error
 
 log = logging.getLogger("tenbin")
@@ -51,132 +59,6 @@ DRAIN_FINALIZER = "tenbin.io/drain"  # on GPUClusters: deletion waits until no w
 POLICY_NAME = "default"
 EXCLUDED = 1 << 40  # "reserved" GPUs that take a cluster out of an alternatives query
 SPEC_PLUGINS = frozenset({"selector", "residency", "model", "budget"})
-
-PostEvent = Callable[[Mapping[str, Any], str, str, str], None]  # body, type, reason, message
-GatewayFactory = Callable[[str, Mapping[str, Any]], Awaitable[ClusterGateway]]
-
-
-def parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-@dataclass
-class Config:
-    resync_seconds: float = 2.0
-    """How often each member is observed (inventory, objects)."""
-    unreachable_after_seconds: float = 10.0
-    """A member that cannot be observed for this long turns NotReady and receives no placements."""
-    delete_grace_seconds: float = 30.0
-    """How long deletion waits for an unreachable member before letting the AIWorkload go."""
-    history_limit: int = 10
-    status_heartbeat_seconds: float = 60.0
-    """GPUCluster.status.lastSyncTime is refreshed at least this often even when nothing changes."""
-    cluster_lost_after_seconds: float = 30.0
-    """A member unreachable this long is lost: its workloads are re-placed (policy allowing)."""
-    pending_timeout_seconds: float = 120.0
-    """Pods unschedulable in the member this long: try the next feasible cluster."""
-    max_failovers: int = 3
-    """Capacity failovers per workload before it stays where it is."""
-    min_move_interval_seconds: float = 30.0
-    """Failure-driven moves of one workload are at least this far apart."""
-    checkpoint_grace_seconds: float = 60.0
-    """How long a Job's source waits for tenbin.io/checkpoint-done before it is stopped anyway."""
-    migration_timeout_seconds: float = 300.0
-    """Make-before-break: how long the target may take to become Ready before the move is abandoned."""
-    max_concurrent_migrations: int = 10
-    """Global rate limit: moves in flight at once."""
-    max_backoff_seconds: float = 300.0
-    """Retries of one workload after member errors back off exponentially up to this."""
-    not_served_ttl_seconds: float = 300.0
-    """A member that said it does not serve a kind is not offered that kind again for this long."""
-
-
-@dataclass
-class ClusterState:
-    name: str
-    body: Mapping[str, Any]
-    model: GPUCluster | None = None
-    invalid: str | None = None
-    gateway: ClusterGateway | None = None
-    gateway_key: str | None = None
-    observation: MemberObservation | None = None
-    phase: str = "Unknown"
-    reason: str = "NotYetObserved"
-    message: str = "not yet observed"
-    last_ok: float | None = None
-    first_failure: float | None = None
-    attempted: bool = False
-    last_status_write: float = 0.0
-    last_status: dict[str, Any] = field(default_factory=dict)
-    telemetry: PrometheusTelemetrySource | None = None
-    telemetry_key: str | None = None
-    telemetry_condition: dict[str, str] | None = None
-
-    @property
-    def deleting(self) -> bool:
-        """Marked for deletion: no new work; what runs there is moved out (or stopped) before it goes."""
-        return bool((self.body.get("metadata") or {}).get("deletionTimestamp"))
-
-
-@dataclass
-class Reservation:
-    cluster: str
-    model: str
-    gpus: int
-    uid: str
-    per_pod: int = 0
-    """GPUs per pod (0: one pod of all `gpus`): pods, not only GPUs, must fit the member's nodes."""
-
-    @property
-    def pod_size(self) -> int:
-        return self.per_pod if 0 < self.per_pod <= self.gpus else self.gpus
-
-
-class Reservations(dict[str, Reservation]):
-    """Reservations by workload key, with a `version` that changes with every change, so `reserved()` can
-    reuse its sum: the migrator asks for it once per placed workload per member sync, which made summing
-    every reservation again the operator's top CPU cost at a few thousand AIWorkloads."""
-
-    version = 0
-
-    def __setitem__(self, key: str, value: Reservation) -> None:
-        super().__setitem__(key, value)
-        self.version += 1
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        self.version += 1
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self.version += 1
-        return super().pop(key, *default)
-
-    def setdefault(self, key: str, default: Reservation) -> Reservation:
-        if key not in self:
-            self.version += 1
-        return super().setdefault(key, default)
-
-    def popitem(self) -> tuple[str, Reservation]:
-        self.version += 1
-        return super().popitem()
-
-    def clear(self) -> None:
-        self.version += 1
-        super().clear()
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self.version += 1
-        super().update(*args, **kwargs)
-
-    def __ior__(self, other: Any) -> Reservations:  # type: ignore[override,misc]
-        self.version += 1
-        return super().__ior__(other)
-
 
 class Controller:
     def __init__(self, hub: Any, gateway_factory: GatewayFactory, post_event: PostEvent,

@@ -14,20 +14,22 @@ How a move happens, one step per observation round, each step recorded in `statu
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from tenbin.api import AIWorkload
-from tenbin.clusters.gateway import GatewayError
+from tenbin.clusters.gateway import GatewayError, ObjectRef
 from tenbin.scheduling.migration import Alternative, Current, History, Limits, Move, Policy, Trigger, should_migrate
+from tenbin.scheduling.snapshot import Snapshot
+from tenbin.services.clock import Clock
 from tenbin.services.member_objects import is_finished, member_object, member_ref, observed_phase, workload_key
-
-if TYPE_CHECKING:
-    from tenbin.services.controller import ClusterState, Controller
+from tenbin.services.metrics import Metrics
+from tenbin.services.state import ClusterState, Config, PostEvent, Reservations
 
 log = logging.getLogger("tenbin.migration")
 
@@ -49,6 +51,47 @@ class TargetRefused(Exception):
     def __init__(self, error: GatewayError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+class Host(Protocol):
+    """What a move needs of the operator that runs it (the controller): its view of the fleet, the
+    reservations, and the placement steps a move shares with a new placement."""
+
+    hub: Any
+    clock: Clock
+    config: Config
+    metrics: Metrics
+    post_event: PostEvent
+    clusters: dict[str, ClusterState]
+    workloads: dict[str, dict[str, Any]]
+    reservations: Reservations
+    applied: dict[str, int]
+    applied_at: dict[str, float]
+    unschedulable: set[str]
+    placement_lock: asyncio.Lock
+    snapshot_builds: int
+
+    def lock(self, key: str) -> asyncio.Lock: ...
+    def snapshot(self) -> Snapshot: ...
+    def release(self, key: str) -> None: ...
+    def reserve(self, key: str, cluster: str, model: str, gpus: int, uid: str, per_pod: int = 0) -> None: ...
+    def restore_reservation(self, body: Mapping[str, Any]) -> None: ...
+    def alternatives(self, wl: AIWorkload, exclude: set[str]) -> tuple[Any, ...]: ...
+    def violations(self, wl: AIWorkload, cluster: str, model: str, plugins: frozenset[str]) -> tuple[str, ...]: ...
+    def diagnose(self, body: Mapping[str, Any]) -> str: ...
+    def price_base(self, cluster: str, model: str) -> float: ...
+    def placement_dict(self, cluster: str, model: str, gpus: int, score: float | None = None) -> dict[str, Any]: ...
+    def condition(self, conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
+                  generation: int | None = None) -> list[dict[str, Any]]: ...
+    def history(self, status: Mapping[str, Any], event: str, cluster: str | None, model: str | None,
+                price: float | None, currency: str | None, message: str | None = None,
+                reason: str | None = None, from_: str | None = None) -> list[dict[str, Any]]: ...
+    def check_not_deleting(self, cluster: str, uid: str) -> None: ...
+    def note_not_served(self, cluster: str, tmpl: Mapping[str, Any]) -> None: ...
+    async def delete_copy(self, st: ClusterState, ref: ObjectRef, uid: str) -> None: ...
+    async def write_status(self, key: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> bool: ...
+    async def refused(self, key: str, cluster: str, e: GatewayError,
+                      migration: Mapping[str, Any] | None = None) -> None: ...
 
 
 def _iso(t: float) -> str:
@@ -100,7 +143,7 @@ def history_of(body: Mapping[str, Any]) -> History:
 
 
 class Migrator:
-    def __init__(self, ctl: Controller) -> None:
+    def __init__(self, ctl: Host) -> None:
         self.ctl = ctl
         self.pending_since: dict[str, float] = {}
         self._judged: dict[str, tuple[int, int]] = {}  # key -> (snapshot build, generation) last found settled

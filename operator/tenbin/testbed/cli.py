@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from tenbin.testbed.binaries import TestbedError
 from tenbin.testbed.fleet import HUB, SYSTEM_NAMESPACE, Fleet, load_fleet
+from tenbin.testbed.karmada import Karmada
 
 DEFAULT_FLEET = Path("examples/fleet")
 
@@ -37,7 +39,16 @@ def dev_up(files: list[str] | None, state_dir: str | None, hub_only: bool = Fals
         print(f"tenbin dev: starting a hub and {len(members)} member control planes in {sd.resolve()}")
         if karmada:
             print("tenbin dev: and a Karmada control plane; the members join it in Push mode")
-        fleet = Fleet.up(members, sd, log=print, hub_only=hub_only, karmada=karmada)
+        started = Fleet.load(sd) is None
+        fleet = Fleet.up(members, sd, log=print, hub_only=hub_only)
+        if karmada:
+            try:
+                Karmada.up(fleet, print)
+            except BaseException:
+                if started:  # stop what this command started; a fleet that was already up stays
+                    with contextlib.suppress(TestbedError):
+                        fleet.down()
+                raise
         print(f"tenbin dev: fleet ready in {time.monotonic() - t0:.1f}s\n")
         _print_fleet(fleet)
     except TestbedError as e:

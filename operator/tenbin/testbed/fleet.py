@@ -402,12 +402,12 @@ class Fleet:
     @classmethod
     def up(
         cls, members: list[MemberSpec], state_dir: Path, binaries: Binaries | None = None,
-        log: Log = print, hub_only: bool = False, karmada: bool = False,
+        log: Log = print, hub_only: bool = False,
     ) -> Fleet:
         """Start the fleet and return once every apiserver is ready and every fake GPU node is Ready.
 
         A fleet already running in ``state_dir`` is returned as it is; a broken one is an error.
-        ``karmada``: also start a Karmada control plane and join the members (tenbin.testbed.karmada).
+        A Karmada control plane joins a running fleet: ``tenbin.testbed.karmada.Karmada.up(fleet)``.
         """
         state_dir = state_dir.resolve()
         existing = cls.load(state_dir, binaries)
@@ -419,8 +419,6 @@ class Fleet:
                     f" run 'tenbin dev down --state-dir {state_dir}' first"
                 )
             log(f"fleet already up in {state_dir}; not starting a second one")
-            if karmada:
-                _karmada_up(existing, log)
             return existing
 
         binaries = binaries or Binaries.locate()
@@ -430,8 +428,6 @@ class Fleet:
             fleet.save()
             try:
                 fleet._bring_up([] if hub_only else members, log)
-                if karmada:
-                    _karmada_up(fleet, log)
                 return fleet
             except TestbedError as e:
                 lost_race = fleet._lost_port_race()
@@ -610,12 +606,6 @@ class Fleet:
                     raise
 
             self._await(f"{name}: default ServiceAccount", has_sa, procs)
-
-
-def _karmada_up(fleet: Fleet, log: Log) -> None:
-    from tenbin.testbed.karmada import Karmada  # imports this module
-
-    Karmada.up(fleet, log)
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float,
