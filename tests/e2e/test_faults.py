@@ -124,7 +124,7 @@ def test_a_kind_no_member_serves_is_reported_released_and_not_retried(operator: 
     wait_until("widget Unschedulable", lambda: phase(fleet, ns, "widget") == "Unschedulable", timeout=60)
     st = aiw(fleet, ns, "widget")["status"]
     assert not st.get("placement")
-    assert st["message"].endswith(f"Widget not served by {US}"), st["message"]
+    assert f"excluded (Widget not served by {US})" in st["message"], st["message"]
     assert _condition(aiw(fleet, ns, "widget"), "Scheduled")["reason"] == "Unschedulable"
     # its GPUs were given back: two whole-node workloads take the member's 16 GPUs
     apply(fleet, ns, workload("after-1", gpus=8, jurisdictions=["US"], run_seconds=600),

@@ -19,6 +19,7 @@ from tenbin.scheduling import (
     place,
     place_sequentially,
 )
+from tenbin.scheduling import reasons as R
 from tenbin.scheduling.framework import Cycle
 
 POL = EffectivePolicy(rates={"JPY": 1.0, "USD": 150.0})
@@ -150,3 +151,19 @@ def test_placement_status_is_what_the_operator_writes() -> None:
     assert dumped["pricePerGPUHour"] == pytest.approx(3.0 * POL.rates["USD"])
     assert dumped["currency"] == POL.base_currency and dumped["gpus"] == 6
     assert place(workload(count=99), [cluster()], POL).placement_status() is None
+
+
+def test_excluded_clusters_are_out_of_the_decision_and_say_why() -> None:
+    fleet = Snapshot([cluster(n, gpus=[("H100-80GB", 8, price, "JPY")]) for n, price in
+                      (("cheap", 100), ("dear", 300), ("dearer", 500))])
+    sched = Scheduler(POL)
+    assert sched.place(workload(), fleet).chosen.cluster == "cheap"  # type: ignore[union-attr]
+    d = sched.place(workload(), fleet, exclude={"cheap": "Widget not served"})
+    assert d.chosen is not None and d.chosen.cluster == "dear"
+    assert [c.cluster for c in d.top] == ["dear", "dearer"]
+    assert d.diagnosis.reasons == {("cheap", "H100-80GB"): (R.excluded("Widget not served"),)}
+    none = sched.place(workload(), fleet, exclude={"cheap": "a", "dear": "b", "dearer": "b"})
+    assert none.chosen is None
+    assert none.reason == "0/3 clusters fit: 3 excluded (b; a)"  # the commoner reason first
+    # without `exclude` the plugins are the profile's alone: the next decision is unaffected
+    assert sched.place(workload(), fleet).chosen.cluster == "cheap"  # type: ignore[union-attr]

@@ -104,3 +104,9 @@ def unpriced(currency: str, base: str) -> Reason:
 
 def budget_currency_unknown(currency: str, base: str) -> Reason:
     return Reason("budget", "budget currency", f"no exchange rate {currency}->{base}")
+
+
+# --- excluded by the caller ----------------------------------------------------------------------------
+def excluded(why: str) -> Reason:
+    """Taken out of this one decision by the operator (a kind the member does not serve, a move's source)."""
+    return Reason("excluded", "excluded", why)

@@ -5,6 +5,7 @@ Public entry points for the operator and `tenbin simulate`:
     sched = Scheduler(policy)                      # PlacementPolicy | EffectivePolicy | None
     snap = Snapshot(clusters)                      # once per inventory change
     decision = sched.place(workload, snap, reserved={("sakura", "H100-80GB"): 8})
+    decision = sched.place(workload, snap, exclude={"aws-us": "Job not served"})  # out of this decision
     decisions = sched.place_all(workloads, snap)   # sequential: earlier placements consume capacity
 
 or the one-shot helpers `place(workload, clusters, policy)` and `place_sequentially(...)`.
@@ -19,17 +20,21 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
+from tenbin.scheduling import reasons as R
 from tenbin.scheduling.framework import (
+    BoolArray,
     Candidate,
     Cycle,
     Decision,
     Diagnosis,
+    Explanation,
     FilterPlugin,
     PluginError,
     Profile,
     Registry,
     ScorePlugin,
     ScoreTerm,
+    grouped,
 )
 from tenbin.scheduling.inputs import EffectivePolicy, WorkloadRequest
 from tenbin.scheduling.plugins import default_registry
@@ -89,9 +94,11 @@ class Scheduler:
         snap: Snapshot,
         *,
         reserved: Reserved | None = None,
+        exclude: Mapping[str, str] | None = None,
     ) -> Decision:
-        """Decide where one workload goes. `reserved`: GPUs per (cluster, model) already promised."""
-        return self._place(_request(workload), snap, snap.free_after(reserved))
+        """Decide where one workload goes. `reserved`: GPUs per (cluster, model) already promised;
+        `exclude`: clusters out of this decision, each with why (its candidates' reason `excluded`)."""
+        return self._place(_request(workload), snap, snap.free_after(reserved), exclude)
 
     def place_all(
         self,
@@ -113,9 +120,11 @@ class Scheduler:
             out.append(d)
         return out
 
-    def _place(self, req: WorkloadRequest, snap: Snapshot, free: IntArray) -> Decision:
+    def _place(self, req: WorkloadRequest, snap: Snapshot, free: IntArray,
+               exclude: Mapping[str, str] | None = None) -> Decision:
         cy = self._cycle(req, snap, free)
-        masks = [f.filter(cy) for f in self.filters]
+        filters = (*self.filters, ExcludeFilter(exclude)) if exclude else self.filters
+        masks = [f.filter(cy) for f in filters]
         feasible = np.ones(snap.n_rows, dtype=np.bool_)
         for m in masks:
             feasible &= m
@@ -152,7 +161,7 @@ class Scheduler:
             base_currency=self.policy.base_currency,
             chosen=top[0] if top else None,
             top=tuple(top),
-            diagnosis=Diagnosis(cy, self.filters, masks, feasible),
+            diagnosis=Diagnosis(cy, filters, masks, feasible),
         )
 
     @staticmethod
@@ -172,6 +181,24 @@ class Scheduler:
             score=score,
             breakdown=breakdown,
         )
+
+
+class ExcludeFilter:
+    """Clusters the caller takes out of one decision, each with its reason; not a policy plugin."""
+
+    name = "excluded"
+
+    def __init__(self, why: Mapping[str, str]) -> None:
+        self.why = dict(why)
+
+    def filter(self, cy: Cycle) -> BoolArray:
+        s = cy.snap
+        out_cluster = np.asarray([c.name in self.why for c in s.clusters], dtype=np.bool_)
+        return ~out_cluster[s.cluster] if s.n_rows else np.ones(0, dtype=np.bool_)
+
+    def explain(self, cy: Cycle, rows: IntArray) -> Explanation:
+        s = cy.snap
+        return grouped(s.cluster[rows], lambda k: (R.excluded(self.why[s.clusters[int(k[0])].name]),))
 
 
 def _request(w: AIWorkload | WorkloadRequest) -> WorkloadRequest:

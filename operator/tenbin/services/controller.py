@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -25,13 +25,12 @@ from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.api.objects import field_path
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, MemberObservation, ObjectRef, ObservedObject
 from tenbin.clusters.kube import run_blocking
-from tenbin.inventory.model import NodeGPUs
 from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
-from tenbin.scheduling import nodefit
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
 from tenbin.services.clock import SYSTEM, Clock
 from tenbin.services.conditions import now_iso, set_condition
+from tenbin.services.ledger import Ledger, tolerations_of
 from tenbin.services.member_objects import (
     is_finished,
     member_object,
@@ -41,15 +40,7 @@ from tenbin.services.member_objects import (
 )
 from tenbin.services.metrics import Metrics
 from tenbin.services.migrator import FENCED_ANNOTATION, Migrator, active_migration, stale_copy
-from tenbin.services.state import (
-    ClusterState,
-    Config,
-    GatewayFactory,
-    PostEvent,
-    Reservation,
-    Reservations,
-    parse_time,
-)
+from tenbin.services.state import ClusterState, Config, GatewayFactory, PostEvent, parse_time
 from tenbin.services.validation import semantic_error
 
 log = logging.getLogger("tenbin")
@@ -57,7 +48,6 @@ log = logging.getLogger("tenbin")
 FINALIZER = "tenbin.io/member-cleanup"
 DRAIN_FINALIZER = "tenbin.io/drain"  # on GPUClusters: deletion waits until no work is placed there
 POLICY_NAME = "default"
-EXCLUDED = 1 << 40  # "reserved" GPUs that take a cluster out of an alternatives query
 SPEC_PLUGINS = frozenset({"selector", "residency", "model", "budget"})
 
 class Controller:
@@ -72,9 +62,7 @@ class Controller:
         self.clusters: dict[str, ClusterState] = {}
         self.policy: PlacementPolicy | None = None
         self.workloads: dict[str, dict[str, Any]] = {}
-        self.reservations = Reservations()
-        self._reserved_cache: tuple[int, tuple[tuple[str, MemberObservation | None], ...],
-                                    dict[tuple[str, str], dict[int, int]]] | None = None
+        self.ledger = Ledger(self.clusters)
         self.unschedulable: set[str] = set()
         self.retry_at: dict[str, float] = {}
         self.applied: dict[str, int] = {}  # key -> generation applied in the member by this process
@@ -103,7 +91,7 @@ class Controller:
             self.observe_policy(body)
         for body in await self.hub.list("AIWorkload"):
             self.observe_workload(body)
-            self.restore_reservation(body)
+            self.ledger.restore(body)
         self._seeded = True
         for st in list(self.clusters.values()):
             if st.deleting:  # marked for deletion while no operator ran: drain it now
@@ -162,7 +150,7 @@ class Controller:
         key = workload_key(body)
         if deleted:
             self.workloads.pop(key, None)
-            self.release(key)
+            self.ledger.release(key)
             self.unschedulable.discard(key)
             self.retry_at.pop(key, None)
             self.applied.pop(key, None)
@@ -185,98 +173,6 @@ class Controller:
         return lock
 
     # ------------------------------------------------------------------------------- reservations
-
-    def restore_reservation(self, body: Mapping[str, Any]) -> None:
-        status = body.get("status") or {}
-        p = status.get("placement") or {}
-        if p.get("cluster") and p.get("gpuModel") and not is_finished(status.get("phase")):
-            key = workload_key(body)
-            self.reservations.setdefault(key, Reservation(
-                p["cluster"], p["gpuModel"], int(p.get("gpus") or 0), body["metadata"].get("uid", ""),
-                _per_pod(body)))
-
-    def release(self, key: str) -> None:
-        """Drop what the workload holds: its placement's reservation and a move's target reservation."""
-        self.reservations.pop(key, None)
-        self.reservations.pop(key + "#move", None)
-
-    def reserve(self, key: str, cluster: str, model: str, gpus: int, uid: str, per_pod: int = 0) -> None:
-        self.reservations[key] = Reservation(cluster, model, gpus, uid, per_pod)
-
-    def pending_pods(self) -> dict[tuple[str, str], dict[int, int]]:
-        """Pods promised to placed workloads that the member does not show bound yet, per (cluster, model):
-        GPUs per pod -> how many. Bound pods are in the member's inventory already (node by node).
-
-        It depends only on the reservations and on each member's observation (immutable, replaced whole):
-        it is reused while neither changed.
-        """
-        observed = tuple((st.name, st.observation) for st in self.clusters.values())
-        c = self._reserved_cache
-        if c is not None and c[0] == self.reservations.version and len(c[1]) == len(observed) and all(
-                a[0] == b[0] and a[1] is b[1] for a, b in zip(c[1], observed, strict=True)):
-            return c[2]
-        version = self.reservations.version
-        out: dict[tuple[str, str], dict[int, int]] = {}
-        for r in self.reservations.values():
-            st = self.clusters.get(r.cluster)
-            bound = 0
-            if st and st.observation:
-                obj = st.observation.objects.get(r.uid)
-                bound = obj.pods_bound_gpus if obj else 0
-            outstanding = max(0, r.gpus - bound)
-            if outstanding:
-                size = r.pod_size
-                sizes = out.setdefault((r.cluster, r.model), {})
-                sizes[size] = sizes.get(size, 0) + -(-outstanding // size)
-        self._reserved_cache = (version, observed, out)
-        return out
-
-    def reserved(self) -> dict[tuple[str, str], int]:
-        """GPUs promised to placed workloads whose pods the member's inventory does not show yet."""
-        return {k: sum(s * n for s, n in sizes.items()) for k, sizes in self.pending_pods().items()}
-
-    def reserved_for(self, per_pod: int, tolerations: Sequence[Mapping[str, Any]] = ()
-                     ) -> dict[tuple[str, str], int]:
-        """What the core must count as taken for a new workload of `per_pod`-GPU pods: a pod fits ONE node.
-
-        Per (cluster, model), everything but `k * per_pod` GPUs, where `k` is how many more such pods the
-        nodes can hold next to every pod promised but not yet bound, in any order the member's scheduler
-        binds them (`tenbin.scheduling.nodefit`). Nodes of 3 and 2 free GPUs hold no 4-GPU pod; two empty
-        8-GPU nodes with two 1-GPU pods pending hold no 8-GPU pod, since the member may spread them.
-        """
-        pending = self.pending_pods()
-        out: dict[tuple[str, str], int] = {}
-        for st in self.clusters.values():
-            if st.observation is None:
-                continue
-            per_model: dict[str, list[int]] = {}
-            for n in st.observation.inventory.nodes:
-                per_model.setdefault(n.model, []).append(_node_free(n, tolerations))
-            for model, frees in per_model.items():
-                total = sum(n.free for n in st.observation.inventory.nodes if n.model == model)
-                k = nodefit.admissible(frees, pending.get((st.name, model), {}), max(1, per_pod))
-                taken = total - k * max(1, per_pod)
-                if taken > 0:
-                    out[(st.name, model)] = taken
-        return out
-
-    def node_fit_note(self, wl: AIWorkload, reserved: Mapping[tuple[str, str], int]) -> str:
-        """Why a cluster with enough free GPUs in total was still refused: no node can take a pod for sure."""
-        need, per_pod = wl.spec.total_gpus, wl.spec.gpu.count
-        plain = self.reserved()
-        notes = []
-        for (cluster, model), taken in sorted(reserved.items()):
-            st = self.clusters.get(cluster)
-            if st is None or st.observation is None:
-                continue
-            free = st.observation.inventory.free().get(model, 0)
-            if free - plain.get((cluster, model), 0) >= need > free - taken:
-                pending = sum(self.pending_pods().get((cluster, model), {}).values())
-                why = f"{pending} placed pod(s) not bound yet may take them" if pending else \
-                    "they are spread over nodes"
-                notes.append(f"{cluster} has {free} free {model} but room for {(free - taken) // per_pod} "
-                             f"pod(s) of {per_pod} GPUs on its nodes ({why})")
-        return ("; node fit: " + "; ".join(notes[:3])) if notes else ""
 
     # --------------------------------------------------------------------------------- scheduling
 
@@ -374,25 +270,19 @@ class Controller:
         meta = body["metadata"]
         async with self.placement_lock:
             t0 = time.perf_counter()
-            reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(body))
-            unserved = self._not_serving(body)
-            self._exclude(reserved, unserved)
-            decision = self.scheduler().place(wl, self.snapshot(), reserved=reserved)
+            reserved = self.ledger.reserved_for(wl.spec.gpu.count, tolerations_of(body))
+            decision = self.scheduler().place(wl, self.snapshot(), reserved=reserved, exclude=self._not_serving(body))
             self.metrics.decision_latency.observe(time.perf_counter() - t0)
             chosen = decision.chosen
             if chosen is not None:
                 log.info("placing %s: %d GPUs on %s/%s (free %d before this placement)", key, decision.gpus,
                          chosen.cluster, chosen.model, chosen.free)
-                self.reservations[key] = Reservation(chosen.cluster, chosen.model, decision.gpus, meta["uid"],
-                                                     wl.spec.gpu.count)
+                self.ledger.reserve(key, chosen.cluster, chosen.model, decision.gpus, meta["uid"], wl.spec.gpu.count)
         status = body.get("status") or {}
         conditions = list(status.get("conditions") or [])
         conditions = [c for c in conditions if c.get("type") != "Valid"]
         if chosen is None:
-            message = decision.reason + self.node_fit_note(wl, reserved)
-            if unserved:
-                kind = (body["spec"].get("template") or {}).get("kind")
-                message += f"; {kind} not served by {', '.join(sorted(unserved))}"
+            message = decision.reason + self.ledger.node_fit_note(wl, reserved)
             self.unschedulable.add(key)
             if status.get("phase") == "Unschedulable" and status.get("message") == message:
                 return  # nothing new to say: no write, no event
@@ -416,7 +306,7 @@ class Controller:
         try:
             body = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
         except BaseException:
-            self.release(key)
+            self.ledger.release(key)
             raise
         self.workloads[key] = body
         self.post_event(body, "Normal", "Scheduled", message)
@@ -465,13 +355,13 @@ class Controller:
     async def _keep_placed(self, key: str, body: dict[str, Any], wl: AIWorkload, placement: Mapping[str, Any],
                            generation: int) -> None:
         """A placed workload: restore its reservation, re-apply a changed template, re-check the fit."""
-        self.restore_reservation(body)
+        self.ledger.restore(body)
         status = body.get("status") or {}
         cluster = placement["cluster"]
         if active_migration(body):
             return  # the migrator owns the member objects until the move completes
         if is_finished(status.get("phase")):
-            self.release(key)
+            self.ledger.release(key)
             return
         st = self.clusters.get(cluster)
         observed = None
@@ -540,35 +430,28 @@ class Controller:
         """
         uid = body["metadata"]["uid"]
         per_pod, total = wl.spec.gpu.count, wl.spec.total_gpus
-        self.reservations.pop(key, None)  # our own old promise is not in our way
+        self.ledger.reservations.pop(key, None)  # our own old promise is not in our way
         st = self.clusters.get(cluster)
         obs = st.observation if st is not None else None
         mine = obs.objects.get(uid) if obs is not None else None
         bound = mine.pods_bound_gpus if mine is not None else 0
         pods = -(-max(0, total - bound) // per_pod)
-        frees = [_node_free(n, _tolerations(body)) for n in obs.inventory.nodes if n.model == model] if obs else []
-        room = nodefit.admissible(frees, self.pending_pods().get((cluster, model), {}), per_pod)
-        self.reservations[key] = Reservation(cluster, model, total, uid, per_pod)
+        room = self.ledger.room_for(cluster, model, per_pod, tolerations_of(body))
+        self.ledger.reserve(key, cluster, model, total, uid, per_pod)
         if room >= pods:
             return ""
         return (f"the request changed to {wl.spec.replicas} x {per_pod} GPUs; {cluster} has room for {room} more "
                 f"pod(s) of {per_pod} {model} GPUs on its nodes, {pods} needed")
 
-    def _not_serving(self, body: Mapping[str, Any]) -> set[str]:
+    def _not_serving(self, body: Mapping[str, Any]) -> dict[str, str]:
+        """The clusters that said they do not serve the template's kind (for a while): cluster -> why."""
         tmpl = (body.get("spec") or {}).get("template") or {}
         now = self.clock.monotonic()
         for k, until in list(self.not_served.items()):
             if until <= now:
                 del self.not_served[k]
-        return {c for (c, av, kind) in self.not_served if (av, kind) == (tmpl.get("apiVersion"), tmpl.get("kind"))}
-
-    def _exclude(self, reserved: dict[tuple[str, str], int], clusters: set[str]) -> None:
-        """Take clusters out of a decision: every GPU of theirs counted as taken."""
-        for name in clusters:
-            st = self.clusters.get(name)
-            if st is not None and st.model is not None:
-                for g in st.model.spec.gpus:
-                    reserved[(name, g.model)] = EXCLUDED
+        return {c: f"{kind} not served by {c}" for (c, av, kind) in sorted(self.not_served)
+                if (av, kind) == (tmpl.get("apiVersion"), tmpl.get("kind"))}
 
     def note_not_served(self, cluster: str, tmpl: Mapping[str, Any]) -> None:
         """The member answered 404 for the template's kind: do not offer it that kind for a while."""
@@ -582,7 +465,7 @@ class Controller:
         the member does not serve: try the other clusters (after a backoff). Any other refusal (422 invalid,
         403 forbidden): the template is bad input for that member; it waits for a changed spec."""
         body = self.workloads.get(key)
-        self.release(key)
+        self.ledger.release(key)
         self.applied.pop(key, None)
         if body is None:
             return
@@ -641,9 +524,9 @@ class Controller:
     def alternatives(self, wl: AIWorkload, exclude: set[str]) -> tuple[Any, ...]:
         """Feasible candidates (best first) outside `exclude`, as if the workload were new."""
         body = self.workloads.get(wl.key) or {}
-        reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(body))
-        self._exclude(reserved, set(exclude) | self._not_serving(body))
-        return self._all_scheduler().place(wl, self.snapshot(), reserved=reserved).top
+        reserved = self.ledger.reserved_for(wl.spec.gpu.count, tolerations_of(body))
+        out = {**{c: "not a target of this move" for c in exclude}, **self._not_serving(body)}
+        return self._all_scheduler().place(wl, self.snapshot(), reserved=reserved, exclude=out).top
 
     def _all_scheduler(self) -> Scheduler:
         """The scheduler with every feasible candidate in `top`: a Cost move is judged against the cheapest
@@ -657,7 +540,7 @@ class Controller:
             wl = AIWorkload.model_validate(body)
         except ValidationError as e:
             return _first_error(e)
-        reserved = self.reserved_for(wl.spec.gpu.count, _tolerations(body))
+        reserved = self.ledger.reserved_for(wl.spec.gpu.count, tolerations_of(body))
         return self.scheduler().place(wl, self.snapshot(), reserved=reserved).reason
 
     def price_base(self, cluster: str, model: str) -> float:
@@ -750,7 +633,7 @@ class Controller:
         except GatewayError as e:
             if e.status != 404:
                 raise
-        self.release(key)
+        self.ledger.release(key)
         self.retry_at.pop(key, None)
 
     # --------------------------------------------------------------------------- cluster monitor
@@ -982,10 +865,10 @@ class Controller:
                 await self._remove_if_unwanted(st, uid, obj.ref, known.get(uid))
                 continue
             key = found
-            r = self.reservations.get(key)
+            r = self.ledger.reservations.get(key)
             phase, message = observed_phase(obj)
             if r is not None and r.cluster == st.name and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
-                self.reservations.pop(key, None)  # this member's inventory now counts the workload's GPUs
+                self.ledger.reservations.pop(key, None)  # this member's inventory now counts the workload's GPUs
             await self._set_phase(key, phase, message)
             await self._set_ready(key, st.name, obj, phase)
         for uid, key in by_uid.items():
@@ -1143,22 +1026,7 @@ def _member_message(e: GatewayError) -> str:
     return "".join(out)[:512]
 
 
-def _per_pod(body: Mapping[str, Any]) -> int:
-    try:
-        return int(((body.get("spec") or {}).get("gpu") or {}).get("count") or 0)
-    except (TypeError, ValueError):
-        return 0
 
-
-def _tolerations(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    tmpl = (body.get("spec") or {}).get("template") or {}
-    pod = ((tmpl.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return list(pod.get("tolerations") or [])
-
-
-def _node_free(node: NodeGPUs, tolerations: Sequence[Mapping[str, Any]]) -> int:
-    """Free GPUs of a node for pods with these tolerations (taints the pods do not tolerate: none)."""
-    return node.free_for(tolerations)
 
 
 def _rv(body: Mapping[str, Any]) -> int:

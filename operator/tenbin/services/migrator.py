@@ -27,9 +27,10 @@ from tenbin.clusters.gateway import GatewayError, ObjectRef
 from tenbin.scheduling.migration import Alternative, Current, History, Limits, Move, Policy, Trigger, should_migrate
 from tenbin.scheduling.snapshot import Snapshot
 from tenbin.services.clock import Clock
+from tenbin.services.ledger import MOVE, Ledger
 from tenbin.services.member_objects import is_finished, member_object, member_ref, observed_phase, workload_key
 from tenbin.services.metrics import Metrics
-from tenbin.services.state import ClusterState, Config, PostEvent, Reservations
+from tenbin.services.state import ClusterState, Config, PostEvent
 
 log = logging.getLogger("tenbin.migration")
 
@@ -40,7 +41,6 @@ CHECKPOINT = "tenbin.io/checkpoint"
 EVACUATE_ANNOTATION = "tenbin.io/evacuate"
 FENCED_ANNOTATION = "tenbin.io/fenced"  # on a GPUCluster: its work is known stopped (powered off, revoked)
 REPLACE_ANNOTATION = "tenbin.io/replace"
-MOVE = "#move"  # reservations[key + MOVE]: the GPUs a move in flight holds on its target
 MAKE_BEFORE_BREAK = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
 ACTIVE = frozenset({"Pending", "Checkpointing", "StartingTarget", "StoppingSource"})
 
@@ -64,7 +64,7 @@ class Host(Protocol):
     post_event: PostEvent
     clusters: dict[str, ClusterState]
     workloads: dict[str, dict[str, Any]]
-    reservations: Reservations
+    ledger: Ledger
     applied: dict[str, int]
     applied_at: dict[str, float]
     unschedulable: set[str]
@@ -73,9 +73,6 @@ class Host(Protocol):
 
     def lock(self, key: str) -> asyncio.Lock: ...
     def snapshot(self) -> Snapshot: ...
-    def release(self, key: str) -> None: ...
-    def reserve(self, key: str, cluster: str, model: str, gpus: int, uid: str, per_pod: int = 0) -> None: ...
-    def restore_reservation(self, body: Mapping[str, Any]) -> None: ...
     def alternatives(self, wl: AIWorkload, exclude: set[str]) -> tuple[Any, ...]: ...
     def violations(self, wl: AIWorkload, cluster: str, model: str, plugins: frozenset[str]) -> tuple[str, ...]: ...
     def diagnose(self, body: Mapping[str, Any]) -> str: ...
@@ -188,9 +185,9 @@ class Migrator:
                     gpus = int((status.get("placement") or {}).get("gpus") or 0)
                     # the target's GPUs are held beside the source's: until the move completes, the
                     # source's pods (pending or not) may still take theirs
-                    ctl.restore_reservation(body)
-                    ctl.reserve(key + MOVE, move.target.cluster, move.target.model, gpus, body["metadata"]["uid"],
-                                wl.spec.gpu.count)
+                    ctl.ledger.restore(body)
+                    ctl.ledger.reserve(key + MOVE, move.target.cluster, move.target.model, gpus,
+                                       body["metadata"]["uid"], wl.spec.gpu.count)
             if unfenced:
                 await self._await_fence(key, body, st)
                 continue
@@ -314,7 +311,7 @@ class Migrator:
             body = ctl.workloads.get(key)
             if body is None or active_migration(body) or not (body.get("status") or {}).get("placement"):
                 if move.target is not None:  # the target was reserved with the decision: give it back
-                    ctl.reservations.pop(key + MOVE, None)
+                    ctl.ledger.reservations.pop(key + MOVE, None)
                 return
             status = body.get("status") or {}
             p = status.get("placement") or {}
@@ -332,7 +329,7 @@ class Migrator:
             try:
                 ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
             except BaseException:
-                ctl.reservations.pop(key + MOVE, None)  # no move recorded: nothing held for the target
+                ctl.ledger.reservations.pop(key + MOVE, None)  # no move recorded: nothing held for the target
                 raise
             ctl.post_event(body, "Warning" if move.mandatory else "Normal", "Migrating",
                            f"{source} -> {move.target.cluster}: {move.reason}")
@@ -370,7 +367,7 @@ class Migrator:
         ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
             "phase": "Unschedulable", "placement": None, "message": msg[:4096], "conditions": conditions,
             "history": history}})
-        ctl.release(key)
+        ctl.ledger.release(key)
         ctl.unschedulable.add(key)
         ctl.post_event(body, "Warning", event, msg)
         ctl.metrics.migrations.labels(str(move.trigger), "no-target").inc()
@@ -409,7 +406,7 @@ class Migrator:
         if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK or m.get("phase") != "StoppingSource":
             await self._fail(key, body, m, f"{m['to']} refused the copy: {e.detail or e}")
             return
-        ctl.reservations.pop(key + MOVE, None)
+        ctl.ledger.reservations.pop(key + MOVE, None)
         await ctl.refused(key, m["to"], e, migration={**m, "phase": "Failed"})
 
     async def _step(self, key: str, body: dict[str, Any], m: dict[str, Any]) -> None:
@@ -517,10 +514,10 @@ class Migrator:
             "phase": "Scheduled", "placement": placement, "message": msg[:4096], "history": history,
             "migration": {**m, "phase": "Completed"}}})
         ctl.applied[key] = int(meta.get("generation") or 0)
-        target = ctl.reservations.pop(key + MOVE, None)
-        ctl.release(key)  # the source's GPUs
+        target = ctl.ledger.reservations.pop(key + MOVE, None)
+        ctl.ledger.release(key)  # the source's GPUs
         if target is not None:
-            ctl.reservations[key] = target  # until the member shows the target's pods bound
+            ctl.ledger.reservations[key] = target  # until the member shows the target's pods bound
         self.pending_since.pop(key, None)
         ctl.post_event(body, "Normal", "Migrated", msg)
         ctl.metrics.migrations.labels(trigger, "completed").inc()
@@ -540,7 +537,7 @@ class Migrator:
                               reason=str(m.get("reason", "")).split(":", 1)[0], from_=m["from"])
         ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
             "phase": "Scheduled", "message": msg, "history": history, "migration": {**m, "phase": "Failed"}}})
-        ctl.reservations.pop(key + MOVE, None)
+        ctl.ledger.reservations.pop(key + MOVE, None)
         ctl.post_event(body, "Warning", "MigrationFailed", msg)
         ctl.metrics.migrations.labels(str(m.get("reason", "")).split(":", 1)[0], "failed").inc()
 

@@ -1,7 +1,7 @@
-"""What the operator holds about the fleet between rounds: its settings, each member's state, and the
-GPUs reserved by placements and moves that the members do not count yet.
+"""What the operator holds about the fleet between rounds: its settings and each member's state.
 
-The data the controller and the migrator share, in a module of its own so neither imports the other.
+The data the controller and the migrator share, in a module of its own so neither imports the other
+(the GPUs promised but not yet counted by the members are the ledger's, `tenbin.services.ledger`).
 """
 
 from __future__ import annotations
@@ -84,58 +84,3 @@ class ClusterState:
     def deleting(self) -> bool:
         """Marked for deletion: no new work; what runs there is moved out (or stopped) before it goes."""
         return bool((self.body.get("metadata") or {}).get("deletionTimestamp"))
-
-
-@dataclass
-class Reservation:
-    cluster: str
-    model: str
-    gpus: int
-    uid: str
-    per_pod: int = 0
-    """GPUs per pod (0: one pod of all `gpus`): pods, not only GPUs, must fit the member's nodes."""
-
-    @property
-    def pod_size(self) -> int:
-        return self.per_pod if 0 < self.per_pod <= self.gpus else self.gpus
-
-
-class Reservations(dict[str, Reservation]):
-    """Reservations by workload key, with a `version` that changes with every change, so `reserved()` can
-    reuse its sum: the migrator asks for it once per placed workload per member sync, which made summing
-    every reservation again the operator's top CPU cost at a few thousand AIWorkloads."""
-
-    version = 0
-
-    def __setitem__(self, key: str, value: Reservation) -> None:
-        super().__setitem__(key, value)
-        self.version += 1
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        self.version += 1
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self.version += 1
-        return super().pop(key, *default)
-
-    def setdefault(self, key: str, default: Reservation) -> Reservation:
-        if key not in self:
-            self.version += 1
-        return super().setdefault(key, default)
-
-    def popitem(self) -> tuple[str, Reservation]:
-        self.version += 1
-        return super().popitem()
-
-    def clear(self) -> None:
-        self.version += 1
-        super().clear()
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self.version += 1
-        super().update(*args, **kwargs)
-
-    def __ior__(self, other: Any) -> Reservations:  # type: ignore[override,misc]
-        self.version += 1
-        return super().__ior__(other)
