@@ -12,6 +12,16 @@ def now_iso(now: float | None = None) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(value: Any) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp as the API writes it; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def set_condition(conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
                   generation: int | None = None, now: float | None = None) -> list[dict[str, Any]]:
     """Conditions with one replaced (lastTransitionTime kept when the status does not change)."""

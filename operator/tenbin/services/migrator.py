@@ -14,134 +14,46 @@ How a move happens, one step per observation round, each step recorded in `statu
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import logging
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
 from tenbin.api import AIWorkload
-from tenbin.clusters.gateway import GatewayError, ObjectRef
-from tenbin.scheduling.migration import Alternative, Current, History, Limits, Move, Policy, Trigger, should_migrate
-from tenbin.scheduling.snapshot import Snapshot
-from tenbin.services.clock import Clock
-from tenbin.services.ledger import MOVE, Ledger
+from tenbin.clusters.gateway import GatewayError
+from tenbin.scheduling.migration import Alternative, Current, Limits, Move, Policy, Trigger, should_migrate
+from tenbin.services.conditions import now_iso, parse_time
+from tenbin.services.ledger import MOVE
 from tenbin.services.member_objects import is_finished, member_object, member_ref, observed_phase, workload_key
-from tenbin.services.metrics import Metrics
-from tenbin.services.state import ClusterState, Config, PostEvent
+from tenbin.services.migration_state import (
+    CHECKPOINT,
+    CHECKPOINT_DONE,
+    CHECKPOINT_REQUESTED,
+    EVACUATE_ANNOTATION,
+    FENCED_ANNOTATION,
+    MAKE_BEFORE_BREAK,
+    REPLACE_ANNOTATION,
+    RESUME_FROM,
+    TargetRefused,
+    active_migration,
+    history_of,
+)
+from tenbin.services.state import ClusterState
+from tenbin.services.world import World
+
+Refuse = Callable[..., Awaitable[None]]  # Placement.refused(key, cluster, error, migration=...)
 
 log = logging.getLogger("tenbin.migration")
 
-CHECKPOINT_REQUESTED = "tenbin.io/checkpoint-requested"
-CHECKPOINT_DONE = "tenbin.io/checkpoint-done"
-RESUME_FROM = "tenbin.io/resume-from"
-CHECKPOINT = "tenbin.io/checkpoint"
-EVACUATE_ANNOTATION = "tenbin.io/evacuate"
-FENCED_ANNOTATION = "tenbin.io/fenced"  # on a GPUCluster: its work is known stopped (powered off, revoked)
-REPLACE_ANNOTATION = "tenbin.io/replace"
-MAKE_BEFORE_BREAK = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
-ACTIVE = frozenset({"Pending", "Checkpointing", "StartingTarget", "StoppingSource"})
-
-
-class TargetRefused(Exception):
-    """A move's target answered the copy with a refusal that a retry cannot change (404 kind, 422, 403)."""
-
-    def __init__(self, error: GatewayError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class Host(Protocol):
-    """What a move needs of the operator that runs it (the controller): its view of the fleet, the
-    reservations, and the placement steps a move shares with a new placement."""
-
-    hub: Any
-    clock: Clock
-    config: Config
-    metrics: Metrics
-    post_event: PostEvent
-    clusters: dict[str, ClusterState]
-    workloads: dict[str, dict[str, Any]]
-    ledger: Ledger
-    applied: dict[str, int]
-    applied_at: dict[str, float]
-    unschedulable: set[str]
-    placement_lock: asyncio.Lock
-    snapshot_builds: int
-
-    def lock(self, key: str) -> asyncio.Lock: ...
-    def snapshot(self) -> Snapshot: ...
-    def alternatives(self, wl: AIWorkload, exclude: set[str]) -> tuple[Any, ...]: ...
-    def violations(self, wl: AIWorkload, cluster: str, model: str, plugins: frozenset[str]) -> tuple[str, ...]: ...
-    def diagnose(self, body: Mapping[str, Any]) -> str: ...
-    def price_base(self, cluster: str, model: str) -> float: ...
-    def placement_dict(self, cluster: str, model: str, gpus: int, score: float | None = None) -> dict[str, Any]: ...
-    def condition(self, conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
-                  generation: int | None = None) -> list[dict[str, Any]]: ...
-    def history(self, status: Mapping[str, Any], event: str, cluster: str | None, model: str | None,
-                price: float | None, currency: str | None, message: str | None = None,
-                reason: str | None = None, from_: str | None = None) -> list[dict[str, Any]]: ...
-    def check_not_deleting(self, cluster: str, uid: str) -> None: ...
-    def note_not_served(self, cluster: str, tmpl: Mapping[str, Any]) -> None: ...
-    async def delete_copy(self, st: ClusterState, ref: ObjectRef, uid: str) -> None: ...
-    async def write_status(self, key: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> bool: ...
-    async def refused(self, key: str, cluster: str, e: GatewayError,
-                      migration: Mapping[str, Any] | None = None) -> None: ...
-
-
-def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ts(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def active_migration(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    m = (body.get("status") or {}).get("migration")
-    return m if m and m.get("phase") in ACTIVE else None
-
-
-def history_of(body: Mapping[str, Any]) -> History:
-    """The move history `should_migrate` needs, from status.history (oldest first, as Controller.history writes it).
-
-    A `MigrationFailed` entry (Migrator._fail: `cluster` = the target that failed) counts toward the run of
-    failed moves; a completed move or a (re-)placement ends the run.
-    """
-    entries = (body.get("status") or {}).get("history") or []
-    last = None
-    failovers = 0
-    failed: set[str] = set()
-    failed_moves = 0
-    last_failed: float | None = None
-    failed_targets: set[str] = set()
-    for e in entries:
-        if e.get("event") in ("Scheduled", "Migrated"):
-            last = _ts(e.get("time")) or last
-            failed_moves, last_failed, failed_targets = 0, None, set()
-        if e.get("event") == "Migrated" and e.get("reason") == Trigger.CAPACITY_FAILOVER:
-            failovers += 1
-            if e.get("from"):
-                failed.add(e["from"])
-        if e.get("event") == "MigrationFailed":
-            failed_moves += 1
-            last_failed = _ts(e.get("time")) or last_failed
-            if e.get("cluster"):
-                failed_targets.add(e["cluster"])
-    return History(last_move_at=last, failovers=failovers, failed_clusters=frozenset(failed),
-                   failed_moves=failed_moves, last_failed_at=last_failed, failed_targets=frozenset(failed_targets))
-
 
 class Migrator:
-    def __init__(self, ctl: Host) -> None:
-        self.ctl = ctl
+    """Decides moves for the workloads of each observed member and advances the moves in flight; the
+    placement's `refused` reports a move whose target refuses the copy once its source is gone."""
+
+    def __init__(self, world: World, refused: Refuse) -> None:
+        self.ctl = world
+        self._refused = refused
         self.pending_since: dict[str, float] = {}
         self._judged: dict[str, tuple[int, int]] = {}  # key -> (snapshot build, generation) last found settled
 
@@ -322,8 +234,8 @@ class Migrator:
                 return
             now = self.ctl.clock.time()
             migration = {"from": source, "to": move.target.cluster, "gpuModel": move.target.model,
-                         "reason": move.reason[:1024], "phase": "Pending", "startedAt": _iso(now),
-                         "deadline": _iso(now + ctl.config.migration_timeout_seconds)}
+                         "reason": move.reason[:1024], "phase": "Pending", "startedAt": now_iso(now),
+                         "deadline": now_iso(now + ctl.config.migration_timeout_seconds)}
             patch = {"status": {"phase": "Migrating", "migration": migration,
                                 "message": f"migrating from {source} to {move.target.cluster}: {move.reason}"}}
             try:
@@ -407,7 +319,7 @@ class Migrator:
             await self._fail(key, body, m, f"{m['to']} refused the copy: {e.detail or e}")
             return
         ctl.ledger.reservations.pop(key + MOVE, None)
-        await ctl.refused(key, m["to"], e, migration={**m, "phase": "Failed"})
+        await self._refused(key, m["to"], e, migration={**m, "phase": "Failed"})
 
     async def _step(self, key: str, body: dict[str, Any], m: dict[str, Any]) -> None:
         ctl = self.ctl
@@ -418,7 +330,7 @@ class Migrator:
         src_obj = src.observation.objects.get(uid) if src_up and src and src.observation else None
         dst_obj = dst.observation.objects.get(uid) if dst and dst.observation else None
         now = self.ctl.clock.time()
-        deadline = _ts(m.get("deadline")) or now
+        deadline = parse_time(m.get("deadline")) or now
         phase = m["phase"]
         ref = member_ref(body)
 
@@ -427,7 +339,7 @@ class Migrator:
                 await self._apply_target(body, m)
                 await self._set(key, body, m, "StartingTarget", deadline=now + ctl.config.migration_timeout_seconds)
             elif src_up and src_obj is not None and src is not None and src.gateway is not None:
-                await src.gateway.annotate(ref, {CHECKPOINT_REQUESTED: _iso(now)})
+                await src.gateway.annotate(ref, {CHECKPOINT_REQUESTED: now_iso(now)})
                 await self._set(key, body, m, "Checkpointing", deadline=now + ctl.config.checkpoint_grace_seconds)
             else:
                 await self._set(key, body, m, "StoppingSource")
@@ -492,7 +404,7 @@ class Migrator:
                    deadline: float | None = None, resume_hint: str | None = None) -> None:
         m = {**m, "phase": phase}
         if deadline is not None:
-            m["deadline"] = _iso(deadline)
+            m["deadline"] = now_iso(deadline)
         if resume_hint is not None:
             m["resumeHint"] = resume_hint
         meta = body["metadata"]
@@ -542,14 +454,3 @@ class Migrator:
         ctl.metrics.migrations.labels(str(m.get("reason", "")).split(":", 1)[0], "failed").inc()
 
 
-def stale_copy(body: Mapping[str, Any], cluster: str) -> bool:
-    """An object of this workload in `cluster` that should not be there (placed elsewhere, no move under way)."""
-    status = body.get("status") or {}
-    p = status.get("placement") or {}
-    if p.get("cluster") == cluster:
-        return False
-    m = active_migration(body)
-    return not (m and cluster in (m.get("from"), m.get("to")))
-
-
-__all__ = ["Migrator", "active_migration", "stale_copy", "workload_key"]

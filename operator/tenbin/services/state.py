@@ -6,7 +6,6 @@ The data the controller and the migrator share, in a module of its own so neithe
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,17 +14,11 @@ from tenbin.api import GPUCluster
 from tenbin.clusters.gateway import ClusterGateway, MemberObservation
 from tenbin.inventory.telemetry import PrometheusTelemetrySource
 
+FINALIZER = "tenbin.io/member-cleanup"  # on AIWorkloads: deletion waits until the member copy is gone
+DRAIN_FINALIZER = "tenbin.io/drain"  # on GPUClusters: deletion waits until no work is placed there
+
 PostEvent = Callable[[Mapping[str, Any], str, str, str], None]  # body, type, reason, message
 GatewayFactory = Callable[[str, Mapping[str, Any]], Awaitable[ClusterGateway]]
-
-
-def parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass

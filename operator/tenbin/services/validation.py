@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
+from tenbin.api.objects import field_path
 from tenbin.inventory.model import pod_gpu_request
 from tenbin.scheduling.inputs import EffectivePolicy
 
@@ -57,3 +60,14 @@ def semantic_error(body: Mapping[str, Any], policy: EffectivePolicy) -> tuple[st
         return (f"spec.template.spec.{which}",
                 f"runs {pods} pods at once but spec.replicas is {replicas}: Tenbin would reserve too few GPUs")
     return None
+
+
+def first_error_parts(err: ValidationError) -> tuple[str, str]:
+    """(field path, message) of the first error pydantic found in an object."""
+    e = err.errors()[0]
+    return field_path(tuple(e["loc"])), str(e["msg"])
+
+
+def first_error(err: ValidationError) -> str:
+    path, msg = first_error_parts(err)
+    return f"invalid spec: {path}: {msg}"
