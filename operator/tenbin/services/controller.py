@@ -154,7 +154,7 @@ class Controller(World):
             return
         st, fleet_changed = seen
         await self.migrator.evaluate(st)
-        await self.migrator.advance_for(st.name)
+        await self.migrator.steps.advance_for(st.name)
         if fleet_changed:
             self.nudge_unschedulable()
         await self._run_due()

@@ -1,0 +1,234 @@
+"""Moves in flight, one step per observation round, each step recorded in `status.migration.phase`
+(the phases and why are in `migrator.py`). Every step runs under the workload's lock, on its body as
+the hub last returned it; a step that cannot go on says so and fails the move, the source kept."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from tenbin.clusters.gateway import GatewayError
+from tenbin.services.conditions import now_iso, parse_time
+from tenbin.services.ledger import MOVE
+from tenbin.services.member_objects import member_object, member_ref, observed_phase, workload_key
+from tenbin.services.migration_state import (
+    CHECKPOINT,
+    CHECKPOINT_DONE,
+    CHECKPOINT_REQUESTED,
+    FENCED_ANNOTATION,
+    MAKE_BEFORE_BREAK,
+    RESUME_FROM,
+    TargetRefused,
+    active_migration,
+)
+from tenbin.services.state import ClusterState
+from tenbin.services.world import World
+
+Refuse = Callable[..., Awaitable[None]]  # Placement.refused(key, cluster, error, migration=...)
+
+log = logging.getLogger("tenbin.migration")
+
+
+def fenced(st: ClusterState, body: Mapping[str, Any]) -> bool:
+    """May a lost member's copy be replaced? For long-running kinds (make-before-break: a second replica
+    for a while is how they move anyway) yes; for run-once work (Jobs, and any other kind) only when
+    someone who can know says the copy is stopped: the GPUCluster annotated `tenbin.io/fenced: "true"`
+    (after powering the cluster off, revoking its nodes, or seeing the Job gone)."""
+    if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK:
+        return True
+    annotations = (st.body.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(FENCED_ANNOTATION, "")).lower() == "true"
+
+
+async def await_fence(ctl: World, key: str, body: Mapping[str, Any], st: ClusterState) -> None:
+    """Say once that the work waits for the lost member to be fenced (or to come back)."""
+    status = body.get("status") or {}
+    ready: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    if ready.get("reason") == "AwaitingFence":
+        return
+    msg = (f"{st.name} is unreachable and its copy may still run: a {body['spec']['template'].get('kind')} never "
+           f"runs twice, so it waits until {st.name} is back or annotated {FENCED_ANNOTATION}=true "
+           "(by whoever made sure the copy is stopped)")
+    generation = int(body["metadata"].get("generation") or 0)
+    conditions = ctl.condition(list(status.get("conditions") or []), "Ready", "False", "AwaitingFence", msg,
+                               generation)
+    if await ctl.write_status(key, body, {"conditions": conditions, "message": msg}):
+        ctl.post_event(body, "Warning", "AwaitingFence", msg)
+
+
+class MoveSteps:
+    """Advances the moves in flight; `refused` (the placement's) reports a target that refuses the copy
+    once the source is gone, `moved(key)` tells the decider a move completed."""
+
+    def __init__(self, world: World, refused: Refuse, moved: Callable[[str], object]) -> None:
+        self.ctl = world
+        self._refused = refused
+        self._moved = moved
+
+    async def advance_for(self, cluster: str) -> None:
+        for key, body in list(self.ctl.workloads.items()):
+            m = active_migration(body)
+            if m and cluster in (m.get("from"), m.get("to")):
+                await self.advance(key)
+
+    async def advance(self, key: str) -> None:
+        ctl = self.ctl
+        async with ctl.lock(key):
+            body = ctl.workloads.get(key)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            m = active_migration(body)
+            if m is None:
+                return
+            try:
+                await self._step(key, body, dict(m))
+            except TargetRefused as r:
+                await self._target_refused(key, body, dict(m), r.error)
+            except GatewayError as e:
+                log.warning("migration of %s: %s (will retry)", key, e)
+
+    async def _target_refused(self, key: str, body: dict[str, Any], m: dict[str, Any], e: GatewayError) -> None:
+        """The target refused the copy (does not serve the kind, rejects the template): retrying cannot help.
+        While the source still runs the move fails and it stays there; once the source is gone (a Job's
+        StoppingSource) the workload is placed anew, the refusing cluster left out."""
+        ctl = self.ctl
+        if e.status == 404:
+            ctl.note_not_served(m["to"], body["spec"]["template"])
+        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK or m.get("phase") != "StoppingSource":
+            await self._fail(key, body, m, f"{m['to']} refused the copy: {e.detail or e}")
+            return
+        ctl.ledger.reservations.pop(key + MOVE, None)
+        await self._refused(key, m["to"], e, migration={**m, "phase": "Failed"})
+
+    async def _step(self, key: str, body: dict[str, Any], m: dict[str, Any]) -> None:
+        ctl = self.ctl
+        src, dst = ctl.clusters.get(m["from"]), ctl.clusters.get(m["to"])
+        uid = body["metadata"]["uid"]
+        kind = body["spec"]["template"]["kind"]
+        src_up = src is not None and src.phase == "Ready" and src.gateway is not None
+        src_obj = src.observation.objects.get(uid) if src_up and src and src.observation else None
+        dst_obj = dst.observation.objects.get(uid) if dst and dst.observation else None
+        now = self.ctl.clock.time()
+        deadline = parse_time(m.get("deadline")) or now
+        phase = m["phase"]
+        ref = member_ref(body)
+
+        if phase == "Pending":
+            if kind in MAKE_BEFORE_BREAK:
+                await self._apply_target(body, m)
+                await self._set(key, body, m, "StartingTarget", deadline=now + ctl.config.migration_timeout_seconds)
+            elif src_up and src_obj is not None and src is not None and src.gateway is not None:
+                await src.gateway.annotate(ref, {CHECKPOINT_REQUESTED: now_iso(now)})
+                await self._set(key, body, m, "Checkpointing", deadline=now + ctl.config.checkpoint_grace_seconds)
+            else:
+                await self._set(key, body, m, "StoppingSource")
+        elif phase == "Checkpointing":
+            done = ((src_obj.body.get("metadata") or {}).get("annotations") or {}).get(CHECKPOINT_DONE) \
+                if src_obj is not None else None
+            if done is not None or not src_up or src_obj is None or now >= deadline:
+                hint = str(done) if done is not None else ("none: grace period expired" if src_up else
+                                                           "none: source unreachable")
+                if src_up and src_obj is not None and src is not None and src.gateway is not None:
+                    await ctl.delete_copy(src, ref, uid)
+                await self._set(key, body, m, "StoppingSource", resume_hint=hint[:1024])
+        elif phase == "StartingTarget":
+            ready = dst_obj is not None and observed_phase(dst_obj)[0] == "Running"
+            if ready:
+                if src_up and src_obj is not None and src is not None and src.gateway is not None:
+                    await ctl.delete_copy(src, ref, uid)
+                    await self._set(key, body, m, "StoppingSource")
+                else:
+                    await self._complete(key, body, m)
+            elif now >= deadline:
+                await self._fail(key, body, m, "the target did not become ready before the deadline")
+        elif phase == "StoppingSource":
+            if src_up and src_obj is not None:
+                if not (src_obj.body.get("metadata") or {}).get("deletionTimestamp") and src is not None \
+                        and src.gateway is not None:
+                    await ctl.delete_copy(src, ref, uid)  # it could not be deleted while its member was away
+                return  # stopped once an observation shows it gone (its pods with it: foreground deletion)
+            if kind not in MAKE_BEFORE_BREAK and src is not None and not src_up and not fenced(src, body):
+                # a run-once copy whose member went away before it was seen gone may still run there
+                await await_fence(self.ctl, key, body, src)
+                return
+            if kind not in MAKE_BEFORE_BREAK:
+                await self._apply_target(body, m)
+            await self._complete(key, body, m)
+
+    async def _apply_target(self, body: Mapping[str, Any], m: Mapping[str, Any]) -> None:
+        ctl = self.ctl
+        st = ctl.clusters.get(m["to"])
+        if st is None or st.gateway is None:
+            raise GatewayError(f"migration target {m['to']} is not connected")
+        ctl.check_not_deleting(m["to"], body["metadata"]["uid"])
+        inv = st.observation.inventory if st.observation else None
+        model = m.get("gpuModel")
+        obj = member_object(body, m["to"], model, inv.products(model) if inv is not None and model else None)
+        if obj.get("kind") not in MAKE_BEFORE_BREAK:
+            hints = {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"}
+            obj["metadata"]["annotations"].update(hints)
+            tmpl = obj.get("spec", {}).get("template")
+            if isinstance(tmpl, dict):
+                tm = tmpl.setdefault("metadata", {})
+                tm["annotations"] = {**(tm.get("annotations") or {}), **hints}
+        try:
+            await st.gateway.apply(obj)
+        except GatewayError as e:
+            if e.transient:
+                raise
+            raise TargetRefused(e) from None
+        ctl.applied_at[workload_key(body)] = ctl.clock.monotonic()
+
+    async def _set(self, key: str, body: Mapping[str, Any], m: dict[str, Any], phase: str,
+                   deadline: float | None = None, resume_hint: str | None = None) -> None:
+        m = {**m, "phase": phase}
+        if deadline is not None:
+            m["deadline"] = now_iso(deadline)
+        if resume_hint is not None:
+            m["resumeHint"] = resume_hint
+        meta = body["metadata"]
+        self.ctl.workloads[key] = await self.ctl.hub.patch_status(
+            "AIWorkload", meta["namespace"], meta["name"], {"status": {"migration": m}})
+
+    async def _complete(self, key: str, body: Mapping[str, Any], m: dict[str, Any]) -> None:
+        ctl = self.ctl
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        old = status.get("placement") or {}
+        gpus = int(old.get("gpus") or 0)
+        placement = ctl.placement_dict(m["to"], m.get("gpuModel") or old.get("gpuModel") or "", gpus)
+        trigger = str(m.get("reason", "")).split(":", 1)[0]
+        msg = f"migrated from {m['from']} to {m['to']}: {m.get('reason')}"
+        history = ctl.history(status, "Migrated", m["to"], placement.get("gpuModel"), placement.get("pricePerGPUHour"),
+                              placement.get("currency"), msg[:256], reason=trigger, from_=m["from"])
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
+            "phase": "Scheduled", "placement": placement, "message": msg[:4096], "history": history,
+            "migration": {**m, "phase": "Completed"}}})
+        ctl.applied[key] = int(meta.get("generation") or 0)
+        target = ctl.ledger.reservations.pop(key + MOVE, None)
+        ctl.ledger.release(key)  # the source's GPUs
+        if target is not None:
+            ctl.ledger.reservations[key] = target  # until the member shows the target's pods bound
+        self._moved(key)
+        ctl.post_event(body, "Normal", "Migrated", msg)
+        ctl.metrics.migrations.labels(trigger, "completed").inc()
+
+    async def _fail(self, key: str, body: Mapping[str, Any], m: dict[str, Any], why: str) -> None:
+        ctl = self.ctl
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        dst = ctl.clusters.get(m["to"])
+        if dst is not None and dst.gateway is not None:
+            try:
+                await ctl.delete_copy(dst, member_ref(body), meta["uid"])
+            except GatewayError as e:
+                log.warning("removing failed target copy of %s from %s: %s", key, m["to"], e)
+        msg = f"migration to {m['to']} failed: {why}; staying on {m['from']}"
+        history = ctl.history(status, "MigrationFailed", m["to"], None, None, None, msg[:256],
+                              reason=str(m.get("reason", "")).split(":", 1)[0], from_=m["from"])
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
+            "phase": "Scheduled", "message": msg, "history": history, "migration": {**m, "phase": "Failed"}}})
+        ctl.ledger.reservations.pop(key + MOVE, None)
+        ctl.post_event(body, "Warning", "MigrationFailed", msg)
+        ctl.metrics.migrations.labels(str(m.get("reason", "")).split(":", 1)[0], "failed").inc()
