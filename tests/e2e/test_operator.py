@@ -191,6 +191,7 @@ def test_member_outage_turns_cluster_notready_and_new_work_avoids_it(operator: O
         cluster = hub_json(fleet, "gpucluster", victim)
         ready = next(c for c in cluster["status"]["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "False" and ready["reason"] == "Unreachable"
+        assert ready["observedGeneration"] == cluster["metadata"]["generation"]  # it judges this spec
         assert took < 20
         apply(fleet, ns, workload("avoid", gpus=2, classification="Confidential", jurisdictions=["JP"],
                                   run_seconds=600))

@@ -27,7 +27,7 @@ from tenbin.clusters.gateway import UID_LABEL, GatewayError
 from tenbin.clusters.memory import RUN_ANNOTATION, SERVED_KINDS, HubEvent, MemoryHub, MemoryMember, Node
 from tenbin.services.clock import Clock
 from tenbin.services.controller import Config, Controller
-from tenbin.services.migrator import FENCED_ANNOTATION
+from tenbin.services.migration_state import FENCED_ANNOTATION
 
 T0 = 1_800_000_000.0
 NS = "sim"
@@ -444,6 +444,12 @@ class Simulation:
                        and (p["metadata"].get("labels") or {}).get(UID_LABEL) not in over_asked]
             if pending:
                 raise self._broken(f"pods placed by Tenbin but never bound in {name}: {pending}")
+        for name, c in self.clusters().items():  # conditions say which spec they judge (Kubernetes conventions)
+            stale = [(k["type"], k.get("observedGeneration")) for k in (c.get("status") or {}).get("conditions") or []
+                     if k.get("observedGeneration") != c["metadata"].get("generation")]
+            if stale:
+                raise self._broken(f"GPUCluster {name} at generation {c['metadata'].get('generation')} has "
+                                   f"conditions of another: {stale}")
 
     # ---- the run -------------------------------------------------------------------------------
 

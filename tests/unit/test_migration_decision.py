@@ -19,7 +19,7 @@ from tenbin.scheduling.migration import (
     should_migrate,
 )
 from tenbin.services.controller import now_iso
-from tenbin.services.migrator import history_of
+from tenbin.services.migration_state import history_of
 
 NOW = 10_000.0
 LIMITS = Limits(cluster_lost_after=30, pending_timeout=60, max_failovers=2, min_move_interval=20)

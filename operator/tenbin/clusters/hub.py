@@ -13,7 +13,7 @@ from urllib3.exceptions import HTTPError
 
 from tenbin.api import GROUP, VERSION
 from tenbin.clusters.gateway import GatewayError
-from tenbin.clusters.kube import REQUEST_TIMEOUT, run_blocking
+from tenbin.clusters.plumbing import REQUEST_TIMEOUT, run_blocking
 
 MERGE = "application/merge-patch+json"
 PLURALS = {"AIWorkload": "aiworkloads", "GPUCluster": "gpuclusters", "PlacementPolicy": "placementpolicies"}

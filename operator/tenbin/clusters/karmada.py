@@ -48,14 +48,14 @@ from tenbin.clusters.gateway import (
     observed_object,
     pods_by_uid,
 )
-from tenbin.clusters.kube import (
+from tenbin.clusters.kube import KubeGateway
+from tenbin.clusters.plumbing import (
     DEFAULT_KINDS,
     MANAGED_SELECTOR,
     REQUEST_TIMEOUT,
-    KubeGateway,
-    _wrap,
     api_client_from_kubeconfig,
     run_blocking,
+    wrap,
 )
 from tenbin.inventory import inventory_from_objects
 
@@ -170,7 +170,7 @@ class KarmadaGateway:
         except GatewayError:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
-            raise _wrap(f"{self.name}: observe through Karmada", e) from None
+            raise wrap(f"{self.name}: observe through Karmada", e) from None
 
         by_uid_pods = pods_by_uid(pods)
         observed: dict[str, ObservedObject] = {}
@@ -201,7 +201,7 @@ class KarmadaGateway:
         except GatewayError:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
-            raise _wrap(f"{self.name}: apply {ObjectRef.of(obj)} through Karmada", e) from None
+            raise wrap(f"{self.name}: apply {ObjectRef.of(obj)} through Karmada", e) from None
 
     def _apply_pinned(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = ObjectRef.of(obj)
@@ -271,7 +271,7 @@ class KarmadaGateway:
         except GatewayError:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
-            raise _wrap(f"{self.name}: delete {ref} through Karmada", e) from None
+            raise wrap(f"{self.name}: delete {ref} through Karmada", e) from None
 
     def _repin(self, ref: ObjectRef, policy: Mapping[str, Any], clusters: list[str]) -> None:
         res = self.karmada._resource(POLICY_API, "PropagationPolicy")
@@ -283,7 +283,7 @@ class KarmadaGateway:
                                           content_type="application/merge-patch+json",
                                           _request_timeout=REQUEST_TIMEOUT)
         except (ApiException, DynamicApiError) as e:
-            raise _wrap(f"{self.name}: re-pin {ref} to {clusters}", e) from None
+            raise wrap(f"{self.name}: re-pin {ref} to {clusters}", e) from None
 
     def _delete_one(self, api_version: str, kind: str, ref: ObjectRef, current: Mapping[str, Any]) -> None:
         res = self.karmada._resource(api_version, kind)
@@ -299,7 +299,7 @@ class KarmadaGateway:
         except (ApiException, DynamicApiError) as e:
             if getattr(e, "status", None) == 404:
                 return
-            raise _wrap(f"{self.name}: delete {kind} {ref.namespace}/{ref.name}", e) from None
+            raise wrap(f"{self.name}: delete {kind} {ref.namespace}/{ref.name}", e) from None
 
     async def delete(self, ref: ObjectRef) -> bool:
         return await run_blocking(self._delete, ref)

@@ -6,17 +6,13 @@ never blocks. Each request has a connect/read timeout, so an unreachable member 
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
@@ -34,58 +30,19 @@ from tenbin.clusters.gateway import (
     observed_object,
     pods_by_uid,
 )
+from tenbin.clusters.plumbing import (
+    DEFAULT_KINDS,
+    MANAGED_SELECTOR,
+    REQUEST_TIMEOUT,
+    api_client_from_kubeconfig,
+    plain,
+    run_blocking,
+    wrap,
+)
 from tenbin.inventory import inventory_from_objects
 
-T = TypeVar("T")
-REQUEST_TIMEOUT = (3.0, 15.0)  # connect, read (seconds)
 SERVICE_ACCOUNT_WAIT_S = 10.0
-MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-# Kinds listed on every observation; kinds first seen in an applied template are added.
 KARMADA_MANAGED_LABEL = "karmada.io/managed"
-DEFAULT_KINDS = (("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"))
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="tenbin-k8s")
-        return _pool
-
-
-async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
-
-
-def _status_message(body: Any) -> str:
-    """The `message` of a Kubernetes Status in an error body (it names the field a refusal is about)."""
-    try:
-        data = json.loads(body) if isinstance(body, (str, bytes)) else body
-    except ValueError:
-        return ""
-    return str(data.get("message") or "")[:65536] if isinstance(data, dict) else ""  # callers elide and bound it
-
-
-def _wrap(what: str, e: Exception) -> GatewayError:
-    if isinstance(e, ApiException):
-        detail = _status_message(e.body)
-        return GatewayError(f"{what}: {e.status} {e.reason}" + (f": {detail}" if detail else ""), e.status, detail)
-    if isinstance(e, DynamicApiError):
-        detail = _status_message(getattr(e, "body", None))
-        return GatewayError(f"{what}: {e.status} {e.reason}: {e.summary()}", e.status, detail)
-    return GatewayError(f"{what}: {type(e).__name__}: {e}".splitlines()[0])
-
-
-def api_client_from_kubeconfig(text: str) -> client.ApiClient:
-    cfg = client.Configuration()
-    config.load_kube_config_from_dict(yaml.safe_load(text), client_configuration=cfg)
-    cfg.retries = 0  # an unreachable member must fail fast; the monitor retries on its own schedule
-    cfg.connection_pool_maxsize = 32  # as many as the thread pool can use at once
-    return client.ApiClient(cfg)
 
 
 class KubeGateway:
@@ -136,7 +93,7 @@ class KubeGateway:
             for api_version, kind in sorted(self._kinds):
                 res = self._resource(api_version, kind)
                 listed = self._dynamic().get(res, label_selector=MANAGED_SELECTOR, _request_timeout=REQUEST_TIMEOUT,
-                                             serializer=_plain)
+                                             serializer=plain)
                 for item in listed.get("items") or []:
                     item.setdefault("apiVersion", api_version)
                     item.setdefault("kind", kind)
@@ -144,7 +101,7 @@ class KubeGateway:
         except GatewayError:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
-            raise _wrap(f"{self.name}: observe", e) from None
+            raise wrap(f"{self.name}: observe", e) from None
 
         by_uid_pods = pods_by_uid(pods)
         observed: dict[str, ObservedObject] = {}
@@ -208,12 +165,12 @@ class KubeGateway:
             out = self._dynamic().server_side_apply(
                 res, body=dict(obj), name=ref.name, namespace=ref.namespace or None,
                 field_manager=FIELD_MANAGER, force_conflicts=True, _request_timeout=REQUEST_TIMEOUT,
-                serializer=_plain,
+                serializer=plain,
             )
         except GatewayError:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
-            raise _wrap(f"{self.name}: apply {ref}", e) from None
+            raise wrap(f"{self.name}: apply {ref}", e) from None
         self._kinds.add((ref.api_version, ref.kind))
         return dict(out)
 
@@ -231,7 +188,7 @@ class KubeGateway:
         except GatewayError:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
-            raise _wrap(f"{self.name}: annotate {ref}", e) from None
+            raise wrap(f"{self.name}: annotate {ref}", e) from None
 
     async def annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
         """Merge annotations into an object (None removes one): the checkpoint handshake's channel."""
@@ -257,17 +214,10 @@ class KubeGateway:
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
             if getattr(e, "status", None) == 404:
                 return False
-            raise _wrap(f"{self.name}: delete {ref}", e) from None
+            raise wrap(f"{self.name}: delete {ref}", e) from None
 
     async def delete(self, ref: ObjectRef) -> bool:
         return await run_blocking(self._delete, ref)
 
     async def close(self) -> None:
         await run_blocking(self.api.close)
-
-
-def _plain(_client: Any, data: dict[str, Any]) -> dict[str, Any]:
-    """The dynamic client's response as the plain dict it parsed: no ResourceInstance wrapping and unwrapping
-    (which cost more CPU than the request itself for lists of hundreds of Jobs)."""
-    return data
-

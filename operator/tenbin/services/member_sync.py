@@ -7,6 +7,7 @@ again). Moves are the migrator's; the controller runs them after each round.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -14,7 +15,6 @@ from dataclasses import replace
 from typing import Any
 
 from tenbin.clusters.gateway import GatewayError, MemberObservation, ObjectRef, ObservedObject
-from tenbin.clusters.kube import run_blocking
 from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
 from tenbin.services.conditions import now_iso
 from tenbin.services.member_objects import is_finished, observed_phase
@@ -102,7 +102,7 @@ class MemberSync:
                                               "reason": "NoCredentials", "message": str(e)[:1024]}
                     return obs
             st.telemetry, st.telemetry_key = PrometheusTelemetrySource.from_spec(prom, token=token), key
-        inv, cond = await run_blocking(read_telemetry, st.telemetry, obs.inventory)
+        inv, cond = await asyncio.to_thread(read_telemetry, st.telemetry, obs.inventory)  # HTTP, blocking
         st.telemetry_condition = cond
         return replace(obs, inventory=inv)
 
@@ -118,13 +118,16 @@ class MemberSync:
         if st.observation is not None:
             desired["gpus"] = gpus
         conds = list((st.body.get("status") or {}).get("conditions") or [])
-        conds = self.w.condition(conds, "Ready", "True" if st.phase == "Ready" else "False", st.reason, st.message)
+        generation = int((st.body.get("metadata") or {}).get("generation") or 0)  # the spec these judge
+        conds = self.w.condition(conds, "Ready", "True" if st.phase == "Ready" else "False", st.reason, st.message,
+                                 generation)
         if st.telemetry_condition is not None:
             tc = st.telemetry_condition
-            conds = self.w.condition(conds, tc["type"], tc["status"], tc["reason"], tc["message"])
+            conds = self.w.condition(conds, tc["type"], tc["status"], tc["reason"], tc["message"], generation)
         else:
             conds = [c for c in conds if c.get("type") != "TelemetryAvailable"]
-        desired_cmp = {**desired, "conditions": [(c["type"], c["status"], c["reason"]) for c in conds]}
+        desired_cmp = {**desired, "conditions": [(c["type"], c["status"], c["reason"], c.get("observedGeneration"))
+                                                 for c in conds]}
         now = self.w.clock.monotonic()
         if desired_cmp == st.last_status and now - st.last_status_write < self.w.config.status_heartbeat_seconds:
             return
