@@ -10,8 +10,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from tenbin import __version__
+from tenbin.services.settings import config_flags
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -67,14 +69,9 @@ def _cmd_dev_status(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from tenbin.leader import LeaseConfig
     from tenbin.runner import RunOptions, run
-    from tenbin.services.controller import Config
+    from tenbin.services.settings import Config
 
-    cfg = Config(resync_seconds=args.resync_seconds, unreachable_after_seconds=args.unreachable_after,
-                 delete_grace_seconds=args.delete_grace, cluster_lost_after_seconds=args.cluster_lost_after,
-                 pending_timeout_seconds=args.pending_timeout, max_failovers=args.max_failovers,
-                 min_move_interval_seconds=args.min_move_interval, checkpoint_grace_seconds=args.checkpoint_grace,
-                 migration_timeout_seconds=args.migration_timeout,
-                 max_concurrent_migrations=args.max_concurrent_migrations)
+    cfg = Config(**{name: getattr(args, name) for name, *_ in config_flags()})
     lease = None if not args.leader_elect else LeaseConfig(
         name=args.lease_name, namespace=args.lease_namespace, lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline, retry_period=args.retry_period)
@@ -101,6 +98,17 @@ def _lease_namespace() -> str:
     import os
 
     return os.environ.get("POD_NAMESPACE") or "tenbin-system"
+
+
+def _at_least(kind: type, low: float) -> Any:
+    """An argparse type: a number of `kind`, not below `low` (argparse names the flag when it is)."""
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low:g}")
+        return value
+    parse.__name__ = kind.__name__  # "invalid float value: 'x'" names the kind expected
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,24 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds after its last renewal at which the leader stops (exits); < --lease-duration")
     le.add_argument("--retry-period", type=float, default=2.0,
                     help="seconds between renewals, and between a standby's attempts; < --renew-deadline")
-    run.add_argument("--resync-seconds", type=float, default=2.0, help="how often each member is observed")
-    run.add_argument("--unreachable-after", type=float, default=10.0,
-                     help="seconds without a successful observation before a member turns NotReady")
-    run.add_argument("--delete-grace", type=float, default=30.0,
-                     help="seconds deletion waits for an unreachable member before releasing the AIWorkload")
-    mig = run.add_argument_group("migration")
-    mig.add_argument("--cluster-lost-after", type=float, default=30.0,
-                     help="seconds a member may be unreachable before its workloads are re-placed")
-    mig.add_argument("--pending-timeout", type=float, default=120.0,
-                     help="seconds pods may stay unschedulable in a member before trying the next cluster")
-    mig.add_argument("--max-failovers", type=int, default=3, help="capacity failovers per workload")
-    mig.add_argument("--min-move-interval", type=float, default=30.0,
-                     help="seconds between two failure-driven moves of one workload")
-    mig.add_argument("--checkpoint-grace", type=float, default=60.0,
-                     help="seconds a Job's source waits for tenbin.io/checkpoint-done")
-    mig.add_argument("--migration-timeout", type=float, default=300.0,
-                     help="seconds a make-before-break target may take to become Ready")
-    mig.add_argument("--max-concurrent-migrations", type=int, default=10, help="moves in flight at once")
+    groups = {"": run, "migration": run.add_argument_group("migration")}
+    for name, flag, kind, default, help_, group in config_flags():  # one flag per Config field
+        groups[group].add_argument(flag, dest=name, type=_at_least(kind, 0.1 if name == "resync_seconds" else 0),
+                                   default=default, metavar="SECONDS" if name.endswith("_seconds") else "N",
+                                   help=f"{help_} (default: {default:g})")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_cmd_run)
 

@@ -25,7 +25,8 @@ from tenbin.services.member_sync import MemberSync
 from tenbin.services.metrics import Metrics
 from tenbin.services.migrator import Migrator
 from tenbin.services.placement import Placement
-from tenbin.services.state import DRAIN_FINALIZER, FINALIZER, ClusterState, Config, GatewayFactory, PostEvent
+from tenbin.services.settings import Config
+from tenbin.services.state import DRAIN_FINALIZER, FINALIZER, ClusterState, GatewayFactory, PostEvent
 from tenbin.services.validation import first_error
 from tenbin.services.world import World
 

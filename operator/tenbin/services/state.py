@@ -22,37 +22,6 @@ GatewayFactory = Callable[[str, Mapping[str, Any]], Awaitable[ClusterGateway]]
 
 
 @dataclass
-class Config:
-    resync_seconds: float = 2.0
-    """How often each member is observed (inventory, objects)."""
-    unreachable_after_seconds: float = 10.0
-    """A member that cannot be observed for this long turns NotReady and receives no placements."""
-    delete_grace_seconds: float = 30.0
-    """How long deletion waits for an unreachable member before letting the AIWorkload go."""
-    history_limit: int = 10
-    status_heartbeat_seconds: float = 60.0
-    """GPUCluster.status.lastSyncTime is refreshed at least this often even when nothing changes."""
-    cluster_lost_after_seconds: float = 30.0
-    """A member unreachable this long is lost: its workloads are re-placed (policy allowing)."""
-    pending_timeout_seconds: float = 120.0
-    """Pods unschedulable in the member this long: try the next feasible cluster."""
-    max_failovers: int = 3
-    """Capacity failovers per workload before it stays where it is."""
-    min_move_interval_seconds: float = 30.0
-    """Failure-driven moves of one workload are at least this far apart."""
-    checkpoint_grace_seconds: float = 60.0
-    """How long a Job's source waits for tenbin.io/checkpoint-done before it is stopped anyway."""
-    migration_timeout_seconds: float = 300.0
-    """Make-before-break: how long the target may take to become Ready before the move is abandoned."""
-    max_concurrent_migrations: int = 10
-    """Global rate limit: moves in flight at once."""
-    max_backoff_seconds: float = 300.0
-    """Retries of one workload after member errors back off exponentially up to this."""
-    not_served_ttl_seconds: float = 300.0
-    """A member that said it does not serve a kind is not offered that kind again for this long."""
-
-
-@dataclass
 class ClusterState:
     name: str
     body: Mapping[str, Any]

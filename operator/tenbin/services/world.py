@@ -26,7 +26,8 @@ from tenbin.services.ledger import Ledger, tolerations_of
 from tenbin.services.member_objects import is_finished
 from tenbin.services.metrics import Metrics
 from tenbin.services.migration_state import active_migration
-from tenbin.services.state import ClusterState, Config, GatewayFactory, PostEvent
+from tenbin.services.settings import Config
+from tenbin.services.state import ClusterState, GatewayFactory, PostEvent
 from tenbin.services.validation import first_error
 
 log = logging.getLogger("tenbin")
