@@ -50,7 +50,6 @@ from tenbin.clusters.gateway import (
 )
 from tenbin.clusters.kube import KubeGateway
 from tenbin.clusters.plumbing import (
-    DEFAULT_KINDS,
     MANAGED_SELECTOR,
     REQUEST_TIMEOUT,
     api_client_from_kubeconfig,
@@ -58,6 +57,7 @@ from tenbin.clusters.plumbing import (
     wrap,
 )
 from tenbin.inventory import inventory_from_objects
+from tenbin.kinds import DEFAULT_KINDS
 
 POLICY_API = "policy.karmada.io/v1alpha1"
 BINDING_API = "work.karmada.io/v1alpha2"

@@ -31,7 +31,6 @@ from tenbin.clusters.gateway import (
     pods_by_uid,
 )
 from tenbin.clusters.plumbing import (
-    DEFAULT_KINDS,
     MANAGED_SELECTOR,
     REQUEST_TIMEOUT,
     api_client_from_kubeconfig,
@@ -40,6 +39,7 @@ from tenbin.clusters.plumbing import (
     wrap,
 )
 from tenbin.inventory import inventory_from_objects
+from tenbin.kinds import DEFAULT_KINDS
 
 SERVICE_ACCOUNT_WAIT_S = 10.0
 KARMADA_MANAGED_LABEL = "karmada.io/managed"

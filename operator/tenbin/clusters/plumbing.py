@@ -24,7 +24,6 @@ T = TypeVar("T")
 REQUEST_TIMEOUT = (3.0, 15.0)  # connect, read (seconds)
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # Kinds listed on every observation; kinds first seen in an applied template are added.
-DEFAULT_KINDS = (("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"))
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()

@@ -23,9 +23,9 @@ from tenbin.clusters.gateway import (
 )
 from tenbin.gpumodels import canonical_model, product_labels
 from tenbin.inventory.model import PRODUCT_LABEL, TENBIN_TOLERATIONS, pod_gpu_request
+from tenbin.kinds import KINDS
 
 CLUSTER_ANNOTATION = "tenbin.io/cluster"
-POD_TEMPLATE_KINDS = frozenset({"Job", "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"})
 
 
 def workload_key(body: Mapping[str, Any]) -> str:
@@ -90,8 +90,8 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
     }
     if obj.get("kind") == "Pod":
         templates = [obj]
-    elif obj.get("kind") in POD_TEMPLATE_KINDS:
-        templates = [obj.setdefault("spec", {}).setdefault("template", {})]
+    elif (known := KINDS.get(str(obj.get("kind")))) is not None:
+        templates = [_at(obj, known.pod_template)]
     else:
         templates = pod_templates(obj.get("spec"))
     for tmpl in templates:
@@ -109,6 +109,14 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
             tolerations += [dict(t) for t in TENBIN_TOLERATIONS if not any(same(t, u) for u in tolerations)]
             pod_spec["tolerations"] = tolerations
     return obj
+
+
+def _at(obj: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The dict at `path` inside `obj`, made on the way when missing."""
+    node = obj
+    for key in path:
+        node = node.setdefault(key, {})
+    return node
 
 
 def pod_templates(node: Any, depth: int = 0) -> list[dict[str, Any]]:
@@ -149,7 +157,8 @@ def observed_phase(observed: ObservedObject) -> tuple[str, str]:
     obj = observed.body
     kind = observed.ref.kind
     status = obj.get("status") or {}
-    if kind == "Job":
+    phase_from = KINDS[kind].phase_from if kind in KINDS else "pods"
+    if phase_from == "job":
         if _condition(obj, "Complete") or _condition(obj, "SuccessCriteriaMet"):
             return "Succeeded", f"Job completed ({status.get('succeeded', 0)} succeeded)"
         if _condition(obj, "Failed") or _condition(obj, "FailureTarget"):
@@ -159,7 +168,7 @@ def observed_phase(observed: ObservedObject) -> tuple[str, str]:
         if observed.pods_unschedulable:
             return "Scheduled", f"{observed.pods_unschedulable} pod(s) unschedulable in the member"
         return "Scheduled", "waiting for pods to start in the member"
-    if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+    if phase_from == "replicas":
         want = (obj.get("spec") or {}).get("replicas", 1)
         ready = status.get("readyReplicas") or 0
         if want == 0 or ready >= want:

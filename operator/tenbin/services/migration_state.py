@@ -18,7 +18,6 @@ CHECKPOINT = "tenbin.io/checkpoint"
 EVACUATE_ANNOTATION = "tenbin.io/evacuate"
 FENCED_ANNOTATION = "tenbin.io/fenced"  # on a GPUCluster: its work is known stopped (powered off, revoked)
 REPLACE_ANNOTATION = "tenbin.io/replace"
-MAKE_BEFORE_BREAK = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
 ACTIVE = frozenset({"Pending", "Checkpointing", "StartingTarget", "StoppingSource"})
 
 

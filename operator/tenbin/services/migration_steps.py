@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from tenbin.clusters.gateway import GatewayError
+from tenbin.kinds import MAKE_BEFORE_BREAK
 from tenbin.services.conditions import now_iso, parse_time
 from tenbin.services.ledger import MOVE
 from tenbin.services.member_objects import member_object, member_ref, observed_phase, workload_key
@@ -17,7 +18,6 @@ from tenbin.services.migration_state import (
     CHECKPOINT_DONE,
     CHECKPOINT_REQUESTED,
     FENCED_ANNOTATION,
-    MAKE_BEFORE_BREAK,
     RESUME_FROM,
     TargetRefused,
     active_migration,

@@ -13,14 +13,8 @@ from pydantic import ValidationError
 
 from tenbin.api.objects import field_path
 from tenbin.inventory.model import pod_gpu_request
+from tenbin.kinds import KINDS
 from tenbin.scheduling.inputs import EffectivePolicy
-
-POD_TEMPLATE_PATH = {
-    "Job": ("spec", "template"),
-    "Deployment": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-}
 
 
 def semantic_error(body: Mapping[str, Any], policy: EffectivePolicy) -> tuple[str, str] | None:
@@ -39,7 +33,8 @@ def semantic_error(body: Mapping[str, Any], policy: EffectivePolicy) -> tuple[st
         return ("spec.budget.currency",
                 f"no exchange rate from {budget['currency']} to {policy.base_currency} in PlacementPolicy default")
 
-    path = POD_TEMPLATE_PATH.get(str(tmpl.get("kind")))
+    known = KINDS.get(str(tmpl.get("kind")))
+    path = known.pod_template if known is not None else None
     if path is None:
         return None
     pod_tmpl: Any = tmpl
