@@ -37,18 +37,25 @@ def status(fleet: Fleet, ns: str, name: str) -> dict[str, Any]:
     return dict(aiw(fleet, ns, name).get("status") or {})
 
 
-def copies(fleet: Fleet, ns: str, kind: str = "jobs") -> dict[str, list[dict[str, Any]]]:
-    """Tenbin-managed objects of the namespace in every member, by member."""
+def copies(fleet: Fleet, ns: str, kind: str = "jobs", members: tuple[str, ...] = (ONPREM, SOVEREIGN, US),
+           ) -> dict[str, list[dict[str, Any]]]:
+    """Tenbin-managed objects of the namespace in each of `members` (all three unless one is down).
+
+    A member that does not answer raises ConnectionError ("not yet" inside `wait_until`): an empty list
+    must mean the member has none, never that it could not be asked."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for member in (ONPREM, SOVEREIGN, US):
+    for member in members:
         res = fleet.kubectl("get", kind, "-n", ns, "-l", "app.kubernetes.io/managed-by=tenbin", "-o", "json",
                             cluster=member, check=False, timeout=10)
-        out[member] = json.loads(res.stdout)["items"] if res.returncode == 0 else []
+        if res.returncode != 0:
+            raise ConnectionError(f"kubectl get {kind} in {member}: {res.stderr.strip()[:300]}")
+        out[member] = json.loads(res.stdout)["items"]
     return out
 
 
-def where(fleet: Fleet, ns: str, kind: str = "jobs") -> dict[str, list[str]]:
-    return {m: [o["metadata"]["name"] for o in objs] for m, objs in copies(fleet, ns, kind).items()}
+def where(fleet: Fleet, ns: str, kind: str = "jobs", members: tuple[str, ...] = (ONPREM, SOVEREIGN, US),
+          ) -> dict[str, list[str]]:
+    return {m: [o["metadata"]["name"] for o in objs] for m, objs in copies(fleet, ns, kind, members).items()}
 
 
 def migrated(fleet: Fleet, ns: str, name: str) -> list[dict[str, Any]]:
@@ -80,11 +87,16 @@ def set_price(fleet: Fleet, cluster: str, index: int, price: float) -> None:
 def sampling(fn: Any, every: float = 0.2) -> Iterator[list[Any]]:
     """Call fn repeatedly in a thread while the block runs; yields the list of samples."""
     samples: list[Any] = []
+    failed: list[BaseException] = []
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.is_set():
-            samples.append(fn())
+            try:
+                samples.append(fn())
+            except Exception as e:  # a sample that could not be taken ends the sampling, and the test says so
+                failed.append(e)
+                return
             stop.wait(every)
 
     t = threading.Thread(target=loop, daemon=True)
@@ -94,6 +106,8 @@ def sampling(fn: Any, every: float = 0.2) -> Iterator[list[Any]]:
     finally:
         stop.set()
         t.join(timeout=30)
+    if failed:
+        raise AssertionError(f"sampling stopped after {len(samples)} samples: {failed[0]}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -125,7 +139,8 @@ def test_lost_member_work_reappears_and_confidential_work_never_crosses_the_line
         # Jobs never run twice: from the hub a dead member and a cut-off one look the same, so they wait
         wait_until("generic awaits a fence", lambda: _ready_reason(fleet, ns, "generic") == "AwaitingFence",
                    timeout=60)
-        assert where(fleet, ns)[US] == [] and status(fleet, ns, "generic")["placement"]["cluster"] == ONPREM
+        assert where(fleet, ns, members=(US,))[US] == [] and \
+            status(fleet, ns, "generic")["placement"]["cluster"] == ONPREM
         t0 = time.monotonic()
         fleet.kubectl("annotate", "gpucluster", ONPREM, "tenbin.io/fenced=true")  # "it is really down"
         wait_until("generic Running on the US member", lambda: running_on(fleet, ns, "generic", US), timeout=90)
@@ -139,7 +154,7 @@ def test_lost_member_work_reappears_and_confidential_work_never_crosses_the_line
         assert (lost["event"], lost["reason"], lost["from"]) == ("Lost", "ClusterLost", ONPREM)
         gen = migrated(fleet, ns, "generic")
         assert len(gen) == 1 and gen[0]["reason"] == "ClusterLost" and gen[0]["from"] == ONPREM
-        assert where(fleet, ns)[US] == ["generic"]
+        assert where(fleet, ns, members=(US,))[US] == ["generic"]
         print(f"\nfailover: generic Running on {US} {failover_s:.1f}s after {ONPREM} was fenced")
         assert failover_s < 60
     finally:

@@ -121,3 +121,47 @@ def test_a_copy_adopted_by_a_placement_during_an_observation_is_not_removed_as_s
         assert [c["metadata"].get("deletionTimestamp") for c in copies(member, uids["generic"])] == ["deleting"]
 
     asyncio.run(run())
+
+
+def test_a_copy_being_deleted_is_not_taken_for_the_running_work() -> None:
+    """The same member return, the other order: the round deletes the stale copy first (foreground: it
+    stays, marked, while its pods go), then the workload is placed on that member again; its apply waits
+    for the old copy to go. Until a new copy exists, the status must not say Running because the old one's
+    pods still show ready, and once the old copy is gone, the new one is applied: exactly one copy runs."""
+    async def run() -> None:
+        hub, member, ctl, clock = fleet()
+        await ctl.seed()
+        hub.watch.clear()
+        hub.create(job("secret", 2))
+        await deliver(hub, ctl)
+        for _ in range(5):
+            await round_(hub, member, ctl, clock)
+        uid = hub.get("AIWorkload", NS, "secret")["metadata"]["uid"]
+        await hub.patch_status("AIWorkload", NS, "secret", {"status": {
+            "phase": "Unschedulable", "placement": None, "message": "lost with its member"}})
+        for event in hub.watch:
+            ctl.observe_workload(event.body)
+        hub.watch.clear()
+        clock.advance(CONFIG.resync_seconds)
+        await ctl.sync_cluster(MEMBER)  # the round removes the stale copy: marked, still there
+        [old] = copies(member, uid)
+        assert old["metadata"].get("deletionTimestamp")
+        await ctl.reconcile(f"{NS}/secret")  # placed there again; its apply waits for the old copy to go
+        await deliver(hub, ctl)
+        st = hub.get("AIWorkload", NS, "secret")["status"]
+        assert st["placement"]["cluster"] == MEMBER and st["phase"] == "Scheduled", st
+        clock.advance(CONFIG.resync_seconds)
+        await ctl.sync_cluster(MEMBER)  # observes the old copy, still being deleted, its pods still ready
+        await deliver(hub, ctl)
+        assert hub.get("AIWorkload", NS, "secret")["status"]["phase"] == "Scheduled"
+        for _ in range(40):
+            await round_(hub, member, ctl, clock)
+            st = hub.get("AIWorkload", NS, "secret")["status"]
+            left = copies(member, uid)
+            if st["phase"] == "Running":
+                assert len(left) == 1 and not left[0]["metadata"].get("deletionTimestamp"), left
+                break
+        else:
+            raise AssertionError(f"never Running again: {st}")
+
+    asyncio.run(run())

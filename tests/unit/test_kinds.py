@@ -43,7 +43,7 @@ def test_every_known_kind_has_its_pods_labelled_and_its_gpu_request_checked(kind
 
 
 def test_how_each_kind_moves_and_is_listed() -> None:
-    assert MAKE_BEFORE_BREAK == {"Deployment", "StatefulSet", "ReplicaSet"}  # the rest never runs twice
+    assert {"Deployment", "StatefulSet", "ReplicaSet"} == MAKE_BEFORE_BREAK  # the rest never runs twice
     assert ("batch/v1", "Job") in DEFAULT_KINDS and all(KINDS[k].observed_by_default for _, k in DEFAULT_KINDS)
 
 

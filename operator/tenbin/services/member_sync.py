@@ -157,6 +157,10 @@ class MemberSync:
                 await self._remove_if_unwanted(st, uid, obj.ref, known.get(uid))
                 continue
             key = found
+            if (obj.body.get("metadata") or {}).get("deletionTimestamp"):
+                # a copy on its way out (a stale one we removed, or one deleted in the member) says nothing
+                # of the work: its pods may still be ready. Once it is gone the copy is applied again (below)
+                continue
             r = self.w.ledger.reservations.get(key)
             phase, message = observed_phase(obj)
             if r is not None and r.cluster == st.name and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
