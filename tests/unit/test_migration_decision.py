@@ -18,7 +18,7 @@ from tenbin.scheduling.migration import (
     savings_percent,
     should_migrate,
 )
-from tenbin.services.controller import now_iso
+from tenbin.services.conditions import now_iso
 from tenbin.services.migration_state import history_of
 
 NOW = 10_000.0

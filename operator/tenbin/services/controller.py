@@ -19,7 +19,6 @@ from pydantic import ValidationError
 from tenbin.api import GPUCluster, PlacementPolicy
 from tenbin.clusters.gateway import GatewayError
 from tenbin.services.clock import SYSTEM, Clock
-from tenbin.services.conditions import now_iso
 from tenbin.services.member_objects import workload_key
 from tenbin.services.member_sync import MemberSync
 from tenbin.services.metrics import Metrics
@@ -34,7 +33,7 @@ log = logging.getLogger("tenbin")
 
 POLICY_NAME = "default"
 
-__all__ = ["FINALIZER", "POLICY_NAME", "Config", "Controller", "now_iso"]
+__all__ = ["FINALIZER", "POLICY_NAME", "Config", "Controller"]
 
 
 class Controller(World):
