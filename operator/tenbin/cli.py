@@ -67,7 +67,7 @@ def _cmd_dev_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from tenbin.leader import LeaseConfig
+    from tenbin.clusters.leader import LeaseConfig
     from tenbin.runner import RunOptions, run
     from tenbin.services.settings import Config
 

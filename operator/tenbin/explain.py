@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
+from tenbin.clusters.gateway import GatewayError
+from tenbin.clusters.hub import HubClient, hub_api_client, member_gateways
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
 
@@ -119,19 +120,10 @@ def explain_command(ref: str, kubeconfig: str | None, output: str) -> int:
         print(f"tenbin explain: {ref!r}: expected NAMESPACE/NAME", file=sys.stderr)
         return 2
     namespace, name = ref.split("/", 1)
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    from tenbin.api import GROUP, VERSION
-    from tenbin.clusters.hub import hub_api_client
-
     try:
-        api: Any = client.CustomObjectsApi(hub_api_client(kubeconfig))
-        body: Mapping[str, Any] = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "aiworkloads", name)
-        clusters_raw = api.list_cluster_custom_object(GROUP, VERSION, "gpuclusters")["items"]
-        policies = api.list_cluster_custom_object(GROUP, VERSION, "placementpolicies")["items"]
-    except ApiException as e:
-        print(f"tenbin explain: {ref}: {e.status} {e.reason}", file=sys.stderr)
+        body, clusters_raw, policies, hub = asyncio.run(_read_hub(kubeconfig, namespace, name))
+    except GatewayError as e:
+        print(f"tenbin explain: {ref}: {e}".splitlines()[0], file=sys.stderr)
         return 1
     except Exception as e:  # no kubeconfig, unreachable hub: one line, no traceback
         print(f"tenbin explain: cannot read the hub: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
@@ -149,7 +141,7 @@ def explain_command(ref: str, kubeconfig: str | None, output: str) -> int:
         except ValidationError:
             print(f"tenbin explain: skipping invalid GPUCluster {c['metadata']['name']}", file=sys.stderr)
     policy = next((PlacementPolicy.model_validate(p) for p in policies if p["metadata"]["name"] == "default"), None)
-    own_bound, note = _own_bound_gpus(api.api_client, workload, clusters)
+    own_bound, note = _own_bound_gpus(hub, workload, clusters)
     rows, decision = explain_rows(workload, clusters, policy, own_bound)
     back = own_gpus_free_again(workload, clusters, own_bound)
     if note is None and workload.status is not None and workload.status.placement is not None:
@@ -164,7 +156,14 @@ def explain_command(ref: str, kubeconfig: str | None, output: str) -> int:
     return 0
 
 
-def _own_bound_gpus(hub_api: Any, workload: AIWorkload, clusters: list[GPUCluster]) -> tuple[int, str | None]:
+async def _read_hub(kubeconfig: str | None, namespace: str, name: str
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], HubClient]:
+    hub = HubClient(hub_api_client(kubeconfig))
+    body = await hub.get("AIWorkload", namespace, name)
+    return body, await hub.list("GPUCluster"), await hub.list("PlacementPolicy"), hub
+
+
+def _own_bound_gpus(hub: HubClient, workload: AIWorkload, clusters: list[GPUCluster]) -> tuple[int, str | None]:
     """GPUs the member shows bound to this workload's pods, read the way the operator reads the member
     (one observation through the GPUCluster's connection); (0, why) when it cannot be read."""
     st = workload.status
@@ -174,8 +173,7 @@ def _own_bound_gpus(hub_api: Any, workload: AIWorkload, clusters: list[GPUCluste
     if cluster is None:
         return 0, f"GPUCluster {st.placement.cluster} is not on the hub: nothing counted as free again"
     try:
-        gateway = _gateway(hub_api, cluster)
-        observation = asyncio.run(_observe(gateway))
+        observation = asyncio.run(_observe(hub, cluster))
     except Exception as e:  # an unreachable member must not hide the rest of the table
         why = f"{type(e).__name__}: {e}".splitlines()[0]
         return 0, f"cannot read {cluster.metadata.name} ({why}): its GPUs are not counted as free again"
@@ -183,38 +181,11 @@ def _own_bound_gpus(hub_api: Any, workload: AIWorkload, clusters: list[GPUCluste
     return (obj.pods_bound_gpus if obj is not None else 0), None
 
 
-async def _observe(gateway: Any) -> Any:
+async def _observe(hub: HubClient, cluster: GPUCluster) -> Any:
+    """One observation of the member through its GPUCluster's spec.connection, as `tenbin run` makes it."""
+    conn = cluster.model_dump(by_alias=True)["spec"].get("connection") or {}
+    gateway = await member_gateways(hub)(cluster.metadata.name, conn)
     try:
         return await gateway.observe()
     finally:
         await gateway.close()
-
-
-def _gateway(hub_api: Any, cluster: GPUCluster) -> Any:
-    """The member's gateway from the GPUCluster's spec.connection (as `tenbin run` builds it)."""
-    import base64
-
-    from kubernetes import client
-
-    from tenbin.clusters.kube import KubeGateway
-
-    conn = cluster.model_dump(by_alias=True)["spec"].get("connection") or {}
-
-    def secret(ref: Mapping[str, Any]) -> str:
-        s = client.CoreV1Api(hub_api).read_namespaced_secret(ref["name"], ref["namespace"], _request_timeout=10)
-        data = (s.data or {}).get(ref.get("key") or "kubeconfig")
-        if data is None:
-            raise KeyError(f"Secret {ref['namespace']}/{ref['name']} has no key {ref.get('key') or 'kubeconfig'!r}")
-        return base64.b64decode(data).decode()
-
-    name = cluster.metadata.name
-    if conn.get("kubeconfigSecretRef"):
-        return KubeGateway.from_kubeconfig(name, secret(conn["kubeconfigSecretRef"]))
-    if conn.get("inCluster"):
-        return KubeGateway(name, hub_api)
-    if conn.get("karmada"):
-        from tenbin.clusters.karmada import KarmadaGateway
-
-        k = conn["karmada"]
-        return KarmadaGateway.from_kubeconfig(name, k["clusterName"], secret(k["kubeconfigSecretRef"]))
-    raise ValueError("no spec.connection")

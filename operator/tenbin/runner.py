@@ -16,11 +16,9 @@ from typing import Any, cast
 import kopf
 from prometheus_client import start_http_server
 
-from tenbin.clusters.gateway import ClusterGateway, GatewayError
-from tenbin.clusters.hub import HubClient, hub_api_client
-from tenbin.clusters.kube import KubeGateway
+from tenbin.clusters.hub import HubClient, hub_api_client, member_gateways
+from tenbin.clusters.leader import LeaderElector, LeaseConfig, install_write_fence
 from tenbin.handlers import register
-from tenbin.leader import LeaderElector, LeaseConfig, install_write_fence
 from tenbin.services.controller import Config, Controller
 from tenbin.services.metrics import Metrics
 
@@ -49,23 +47,7 @@ def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) 
 def make_controller(opts: RunOptions) -> Controller:
     hub = HubClient(hub_api_client(opts.kubeconfig))
 
-    async def gateway_factory(name: str, conn: Mapping[str, Any]) -> ClusterGateway:
-        ref = conn.get("kubeconfigSecretRef")
-        if ref:
-            text = await hub.read_secret_key(ref["namespace"], ref["name"], ref.get("key") or "kubeconfig")
-            return KubeGateway.from_kubeconfig(name, text)
-        if conn.get("inCluster"):
-            return KubeGateway(name, hub.api)
-        karmada = conn.get("karmada")
-        if karmada:
-            from tenbin.clusters.karmada import KarmadaGateway
-
-            kref = karmada["kubeconfigSecretRef"]
-            text = await hub.read_secret_key(kref["namespace"], kref["name"], kref.get("key") or "kubeconfig")
-            return KarmadaGateway.from_kubeconfig(name, karmada["clusterName"], text)
-        raise GatewayError(f"GPUCluster {name} has no spec.connection: it can be simulated, not used")
-
-    return Controller(hub, gateway_factory, _post_event, opts.config or Config(), Metrics())
+    return Controller(hub, member_gateways(hub), _post_event, opts.config or Config(), Metrics())
 
 
 def connection_info(cfg: Any) -> kopf.ConnectionInfo:
@@ -164,7 +146,7 @@ def run(opts: RunOptions) -> int:
 async def _operate(registry: kopf.OperatorRegistry, liveness: str | None, elector: LeaderElector | None,
                    opts: RunOptions) -> None:
     """Kopf without its own peering: with leader election, started only once the Lease is held (a standby
-    answers /healthz meanwhile), and the process ends when the Lease is lost (see tenbin.leader)."""
+    answers /healthz meanwhile), and the process ends when the Lease is lost (see tenbin.clusters.leader)."""
     if elector is not None:
         async with _standby_health(opts.health_address, opts.health_port):
             await _acquire(elector)

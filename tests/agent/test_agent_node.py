@@ -23,7 +23,8 @@ import pytest
 from fake_pynvml import FakeDevice, FakeNVML
 
 from tenbin.agent.main import EXIT_KUBE, EXIT_NO_DRIVER, EXIT_OK, Agent, AgentMetrics
-from tenbin.agent.publish import HEALTH_ANNOTATION, KubeNodePublisher
+from tenbin.agent.publish import HEALTH_ANNOTATION
+from tenbin.clusters.nodes import KubeNodePublisher
 from tenbin.inventory.model import UNHEALTHY_ANNOTATION, inventory_from_objects
 from tenbin.testbed.fleet import Fleet, free_port, wait_until
 

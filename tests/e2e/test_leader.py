@@ -22,7 +22,7 @@ import pytest
 
 from operator_harness import OperatorProcess, aiw, apply, workload
 from tenbin.clusters.hub import hub_api_client
-from tenbin.leader import LOST_EXIT_CODE, LeaderElector, LeaseConfig
+from tenbin.clusters.leader import LOST_EXIT_CODE, LeaderElector, LeaseConfig
 from tenbin.testbed.fleet import SYSTEM_NAMESPACE, Fleet, wait_until
 
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 4.0, 3.0, 1.0

@@ -33,13 +33,12 @@ from tenbin.agent.gpus import APPLICATION_XIDS, GPUInfo, GPUReader, NoDriverErro
 from tenbin.agent.publish import (
     STATUS_NO_DRIVER,
     STATUS_NVML_ERROR,
-    KubeNodePublisher,
     NodePublisher,
     api_error_text,
     gpu_patch,
-    load_api_client,
     status_patch,
 )
+from tenbin.clusters.nodes import KubeNodePublisher, load_api_client
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1

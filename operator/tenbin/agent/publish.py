@@ -1,4 +1,4 @@
-"""What the agent writes on its Node, and the one Kubernetes call that writes it.
+"""What the agent writes on its Node (the Kubernetes call that writes it: tenbin.clusters.nodes).
 
 Labels follow GPU Feature Discovery's names so schedulers and Tenbin's inventory read them the same way;
 annotations carry Tenbin's health verdict. Only ``metadata`` is patched (strategic merge), and only these keys.
@@ -18,7 +18,6 @@ PRESENT_LABEL = "nvidia.com/gpu.present"
 COUNT_LABEL = "nvidia.com/gpu.count"
 MIG_CAPABLE_LABEL = "nvidia.com/mig.capable"
 HEALTH_ANNOTATION = "tenbin.io/gpu-health"
-FIELD_MANAGER = "tenbin-agent"
 MAX_GPUS_IN_ANNOTATION = 64
 
 # the `status` field of the health annotation
@@ -83,34 +82,6 @@ def status_patch(status: str, message: str, now: datetime) -> dict[str, Any]:
 
 class NodePublisher(Protocol):
     def patch(self, node: str, body: dict[str, Any]) -> None: ...
-
-
-class KubeNodePublisher:
-    """Patches Node metadata with the kubernetes (sync) client: strategic merge, field manager tenbin-agent."""
-
-    def __init__(self, api_client: Any, timeout_s: float = 10.0) -> None:
-        from kubernetes import client
-
-        self._core = client.CoreV1Api(api_client)
-        self._timeout = timeout_s
-
-    def patch(self, node: str, body: dict[str, Any]) -> None:
-        self._core.patch_node(node, body, field_manager=FIELD_MANAGER,
-                              _content_type="application/strategic-merge-patch+json",
-                              _request_timeout=self._timeout)
-
-
-def load_api_client(kubeconfig: str | None) -> Any:
-    """In-cluster credentials in a pod (unless a kubeconfig is given), else the kubeconfig ($KUBECONFIG, ~/.kube)."""
-    import os
-
-    from kubernetes import client, config
-
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        cfg = client.Configuration()
-        config.load_incluster_config(client_configuration=cfg)
-        return client.ApiClient(cfg)
-    return config.new_client_from_config(config_file=kubeconfig)
 
 
 def api_error_text(e: BaseException) -> str:

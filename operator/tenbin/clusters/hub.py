@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -12,7 +12,9 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from tenbin.api import GROUP, VERSION
-from tenbin.clusters.gateway import GatewayError
+from tenbin.clusters.gateway import ClusterGateway, GatewayError
+from tenbin.clusters.karmada import KarmadaGateway
+from tenbin.clusters.kube import KubeGateway
 from tenbin.clusters.plumbing import REQUEST_TIMEOUT, run_blocking
 
 MERGE = "application/merge-patch+json"
@@ -51,6 +53,19 @@ class HubClient:
             return list(items)
 
         return await self._call(f"list {kind}", call)
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            c = self.custom
+            if namespace:
+                body = c.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], name,
+                                                      _request_timeout=REQUEST_TIMEOUT)
+            else:
+                body = c.get_cluster_custom_object(GROUP, VERSION, PLURALS[kind], name,
+                                                   _request_timeout=REQUEST_TIMEOUT)
+            return dict(body)
+
+        return await self._call(f"get {kind} {namespace or ''}/{name}", call)
 
     async def patch_status(self, kind: str, namespace: str | None, name: str,
                            patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,3 +114,24 @@ class HubClient:
             raise GatewayError(f"hub: {what}: {e.status} {e.reason} {body}".strip(), e.status) from None
         except (HTTPError, OSError) as e:
             raise GatewayError(f"hub: {what}: {type(e).__name__}: {e}".splitlines()[0]) from None
+
+
+def member_gateways(hub: HubClient) -> Callable[[str, Mapping[str, Any]], Awaitable[ClusterGateway]]:
+    """How `tenbin run` (and `tenbin explain`) reach a member from its GPUCluster's `spec.connection`: a
+    kubeconfig in a hub Secret, the hub itself (`inCluster`), or a cluster behind a Karmada control plane."""
+
+    async def gateway(name: str, conn: Mapping[str, Any]) -> ClusterGateway:
+        ref = conn.get("kubeconfigSecretRef")
+        if ref:
+            text = await hub.read_secret_key(ref["namespace"], ref["name"], ref.get("key") or "kubeconfig")
+            return KubeGateway.from_kubeconfig(name, text)
+        if conn.get("inCluster"):
+            return KubeGateway(name, hub.api)
+        karmada = conn.get("karmada")
+        if karmada:
+            kref = karmada["kubeconfigSecretRef"]
+            text = await hub.read_secret_key(kref["namespace"], kref["name"], kref.get("key") or "kubeconfig")
+            return KarmadaGateway.from_kubeconfig(name, karmada["clusterName"], text)
+        raise GatewayError(f"GPUCluster {name} has no spec.connection: it can be simulated, not used")
+
+    return gateway

@@ -24,7 +24,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.tenbin.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.tenbin.io")
     settings.posting.level = logging.WARNING  # Tenbin posts its own decision events
-    # No Kopf peering: one replica at a time is made sure of by the Lease (tenbin.leader), before Kopf starts.
+    # No Kopf peering: one replica at a time is made sure of by the Lease (tenbin.clusters.leader), before Kopf starts.
     settings.peering.standalone = True
     # At most 64 objects are handled at once. Kopf keeps a finished object's worker (and its slot) for
     # idle_timeout (default 5 s) in case more events come; with 64 slots that capped placement at
