@@ -71,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tenbin.runner import RunOptions, run
     from tenbin.services.settings import Config
 
-    cfg = Config(**{name: getattr(args, name) for name, *_ in config_flags()})
+    cfg = Config(**{f.name: getattr(args, f.name) for f in config_flags()})
     lease = None if not args.leader_elect else LeaseConfig(
         name=args.lease_name, namespace=args.lease_namespace, lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline, retry_period=args.retry_period)
@@ -140,10 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--retry-period", type=float, default=2.0,
                     help="seconds between renewals, and between a standby's attempts; < --renew-deadline")
     groups = {"": run, "migration": run.add_argument_group("migration")}
-    for name, flag, kind, default, help_, group in config_flags():  # one flag per Config field
-        groups[group].add_argument(flag, dest=name, type=_at_least(kind, 0.1 if name == "resync_seconds" else 0),
-                                   default=default, metavar="SECONDS" if name.endswith("_seconds") else "N",
-                                   help=f"{help_} (default: {default:g})")
+    for f in config_flags():  # one flag per Config field
+        groups[f.group].add_argument(f.flag, dest=f.name, type=_at_least(f.kind, f.minimum), default=f.default,
+                                     metavar="SECONDS" if f.name.endswith("_seconds") else "N",
+                                     help=f"{f.help} (default: {f.default:g})")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_cmd_run)
 

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from chart_harness import HUB_CHART, MEMBER_CHART, ROOT, VALUES, Helm, by_kind, one, rules
 
 HUB_SETS = {"default": [], "ha-monitoring": [VALUES / "ha-monitoring.yaml"],
@@ -57,9 +58,9 @@ def test_default_hub_render(helm: Helm) -> None:
     (c,) = pod["containers"]
     assert spec["replicas"] == 2
     assert c["image"] == "ghcr.io/tenbin/tenbin:0.1.0"  # the chart's appVersion
-    assert c["args"] == ["run", "--metrics-port=8080", "--health-port=8081", "--resync-seconds=2",
-                         "--unreachable-after=10", "--delete-grace=30", "--lease-name=tenbin",
-                         "--lease-duration=15", "--renew-deadline=10", "--retry-period=2"]  # leader election on
+    assert c["args"] == ["run", "--metrics-port=8080", "--health-port=8081", "--lease-name=tenbin",
+                         "--lease-duration=15", "--renew-deadline=10", "--retry-period=2"]  # leader election on;
+    # no operator setting is passed: the operator's own defaults hold (written once, in Config)
     assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
     assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in c["env"]
     assert not [e for e in c["env"] if e["name"] == "POD_ID"], "Kopf peering's identity is gone"
@@ -112,6 +113,21 @@ def test_hub_cluster_role_is_exactly_what_the_operator_uses(helm: Helm) -> None:
         "tenbin-system"}
 
 
+def test_every_operator_setting_reaches_tenbin_run(helm: Helm, tmp_path: Path) -> None:
+    """Each `operator.<setting>` renders its flag, and `tenbin run` parses the rendered args to that value."""
+    from tenbin.cli import build_parser
+    from tenbin.services.settings import config_flags
+
+    flags = config_flags()
+    wanted = {f.name: f.kind(f.minimum + 7) for f in flags}  # not a default, allowed by the minimum
+    values = tmp_path / "settings.yaml"  # a values file: `--set` would pass 7.1 as a string
+    values.write_text(yaml.safe_dump({"operator": {f.chart_key: wanted[f.name] for f in flags}}))
+    docs = helm.template(HUB_CHART, values=[values])
+    (c,) = one(docs, "Deployment", "tenbin")["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(c["args"])
+    assert {f.name: getattr(args, f.name) for f in flags} == wanted
+
+
 def test_ha_monitoring_values(helm: Helm) -> None:
     docs = helm.template(HUB_CHART, values=HUB_SETS["ha-monitoring"])
     dep = one(docs, "Deployment")
@@ -120,8 +136,8 @@ def test_ha_monitoring_values(helm: Helm) -> None:
     assert dep["spec"]["replicas"] == 3
     assert c["image"] == "registry.example.com/platform/tenbin@sha256:" + "0123456789abcdef" * 4
     assert c["imagePullPolicy"] == "Always" and pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
-    assert c["args"] == ["run", "--metrics-port=8080", "--health-port=8081", "--resync-seconds=5",
-                         "--unreachable-after=30", "--delete-grace=120", "--lease-name=tenbin",
+    assert c["args"] == ["run", "--metrics-port=8080", "--health-port=8081", "--delete-grace=120",
+                         "--resync-seconds=5", "--unreachable-after=30", "--lease-name=tenbin",
                          "--lease-duration=15", "--renew-deadline=10", "--retry-period=2", "--verbose"]
     assert {"name": "TZ", "value": "Asia/Tokyo"} in c["env"]
     assert pod["priorityClassName"] == "system-cluster-critical"
@@ -209,6 +225,8 @@ INVALID = [
     (HUB_CHART, {"image.pullPolicy": "Sometimes"}, "at '/image/pullPolicy': value must be one of"),
     (HUB_CHART, {"metrics.port": "80800"}, "at '/metrics/port': maximum"),
     (HUB_CHART, {"operator.resyncSeconds": "0"}, "at '/operator/resyncSeconds'"),
+    (HUB_CHART, {"operator.pendingTimeout": "60"}, "additional properties 'pendingTimeout' not allowed"),
+    (HUB_CHART, {"operator.maxFailovers": "1.5"}, "at '/operator/maxFailovers'"),
     (HUB_CHART, {"securityContext.allowPrivilegeEscalation": "true"}, "at '/securityContext/allowPrivilegeEscalation'"),
     (HUB_CHART, {"podSecurityContext.runAsNonRoot": "false"}, "at '/podSecurityContext/runAsNonRoot'"),
     (HUB_CHART, {"image.digest": "latest"}, "at '/image/digest'"),

@@ -1,5 +1,7 @@
-"""The operator's settings: one dataclass, the single source of each default, its `tenbin run` flag and
-its help. Imports nothing heavy, so `tenbin --help` stays fast."""
+"""The operator's settings: one dataclass, the single source of each default, its `tenbin run` flag, its
+lowest value, its help and its Helm value (`operator.<camelCaseName>` in charts/tenbin; the chart's schema
+and flag table are checked against this by tests/unit/test_settings.py). Imports nothing heavy, so
+`tenbin --help` stays fast."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 
-def setting(default: float, flag: str, help_: str, group: str = "") -> Any:
-    """A field of `Config` and its `tenbin run` flag: the one place its default, flag and help are written."""
-    return field(default=default, metadata={"flag": flag, "help": help_, "group": group})
+def setting(default: float, flag: str, help_: str, group: str = "", minimum: float = 0) -> Any:
+    """A field of `Config` and its `tenbin run` flag: the one place its default, flag, lowest value and help
+    are written."""
+    return field(default=default, metadata={"flag": flag, "help": help_, "group": group, "minimum": minimum})
 
 
 @dataclass
@@ -17,7 +20,8 @@ class Config:
     """The operator's timings and limits: `tenbin run` has one flag per field (`config_flags`), and the
     Helm chart passes the flags it exposes."""
 
-    resync_seconds: float = setting(2.0, "--resync-seconds", "how often each member is observed (inventory, objects)")
+    resync_seconds: float = setting(2.0, "--resync-seconds", "how often each member is observed (inventory, objects)",
+                                   minimum=0.1)
     unreachable_after_seconds: float = setting(
         10.0, "--unreachable-after",
         "seconds without a successful observation before a member turns NotReady and receives no placements")
@@ -47,10 +51,26 @@ class Config:
         300.0, "--not-served-ttl", "seconds a member that said it does not serve a kind is not offered it again")
 
 
-def config_flags() -> list[tuple[str, str, type, Any, str, str]]:
-    """(field, flag, type, default, help, group) of every `Config` field, in declaration order."""
-    out: list[tuple[str, str, type, Any, str, str]] = []
-    for f in fields(Config):
-        kind = int if f.type in ("int", int) else float
-        out.append((f.name, f.metadata["flag"], kind, f.default, f.metadata["help"], f.metadata["group"]))
-    return out
+@dataclass(frozen=True)
+class Flag:
+    """One `Config` field as a `tenbin run` flag and a Helm value."""
+
+    name: str
+    flag: str
+    kind: type
+    default: Any
+    help: str
+    group: str
+    minimum: float
+
+    @property
+    def chart_key(self) -> str:
+        """The chart's value: `operator.<this>` (the field's name in camelCase)."""
+        head, *rest = self.name.split("_")
+        return head + "".join(w.capitalize() for w in rest)
+
+
+def config_flags() -> list[Flag]:
+    """Every `Config` field as a flag, in declaration order."""
+    return [Flag(f.name, f.metadata["flag"], int if f.type in ("int", int) else float, f.default, f.metadata["help"],
+                 f.metadata["group"], f.metadata["minimum"]) for f in fields(Config)]
