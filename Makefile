@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TENBIN := $(VENV)/bin/tenbin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv testbed demo test test-unit test-testbed lint verify crds bench-core bench simulate clean
+.PHONY: help venv testbed demo test test-unit test-testbed lint verify crds bench-core bench simulate mutants clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -51,6 +51,9 @@ SEED  ?= 1
 STEPS ?= 2000
 simulate: $(STAMP)  ## one deterministic simulation of the operator in memory: make simulate SEED=7 STEPS=5000
 	$(PY) tests/simulation/world.py --seed $(SEED) --steps $(STEPS)
+
+mutants: $(STAMP)  ## restore each fault class's old behaviour in a copy and show the simulation catches it
+	$(PY) tests/simulation/mutants.py
 
 bench-core: $(STAMP)  ## scheduling-core microbenchmarks -> bench/results.json
 	$(PY) bench/bench_core.py

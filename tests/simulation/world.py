@@ -23,16 +23,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
 from tenbin.clusters.gateway import UID_LABEL, GatewayError
 from tenbin.clusters.memory import RUN_ANNOTATION, SERVED_KINDS, HubEvent, MemoryHub, MemoryMember, Node
+from tenbin.explain import explain_rows
+from tenbin.gpumodels import product_labels
 from tenbin.services.clock import Clock
 from tenbin.services.controller import Config, Controller
 from tenbin.services.migration_state import FENCED_ANNOTATION
 
 T0 = 1_800_000_000.0
 NS = "sim"
-MODELS = {"H100-80GB": ("NVIDIA-H100-80GB-HBM3", 80), "A100-80GB": ("NVIDIA-A100-SXM4-80GB", 80),
-          "L4-24GB": ("NVIDIA-L4", 24)}
+MODELS = {"H100-80GB": 80, "A100-80GB": 80, "L4-24GB": 24}  # model -> memory GiB
 TIERS = ("OnPrem", "SovereignCloud", "Hyperscaler")
 BUILTIN = {  # the contract's built-in classification rules: tiers (empty: any), jurisdictions (empty: any)
     "Restricted": ({"OnPrem"}, set()),
@@ -50,6 +52,7 @@ CONFIG = Config(resync_seconds=1.0, unreachable_after_seconds=3.0, delete_grace_
                 not_served_ttl_seconds=30.0)
 
 
+MOVING = ("Pending", "Checkpointing", "StartingTarget", "StoppingSource")  # migration phases in flight
 SETTLE_TICKS = 40  # past every deadline and backoff of CONFIG: a lost member, a pending timeout, a retry
 
 
@@ -154,7 +157,7 @@ class Simulation:
             jurisdiction = "JP" if tier != "Hyperscaler" else self.rng.choice(["JP", "US"])
             model = self.rng.choice(list(MODELS))
             name = f"m{i}-{tier.lower()}-{jurisdiction.lower()}"
-            nodes = [Node(f"{name}-n{j}", MODELS[model][0], self.rng.choice([4, 8]))
+            nodes = [Node(f"{name}-n{j}", self._product(model), self.rng.choice([4, 8]))
                      for j in range(self.rng.randint(1, 3))]
             served = SERVED_KINDS if self.rng.random() < 0.8 else SERVED_KINDS - {("apps/v1", "Deployment")}
             self.members[name] = MemoryMember(name, nodes, random.Random(self.rng.random()), served=served,
@@ -164,11 +167,17 @@ class Simulation:
                 "apiVersion": "tenbin.io/v1alpha1", "kind": "GPUCluster", "metadata": {"name": name},
                 "spec": {"tier": tier, "provider": "sim", "region": name, "jurisdiction": jurisdiction,
                          "residencyLabels": self.rng.sample(["ismap", "iso27017"], self.rng.randint(0, 2)),
-                         "gpus": [{"model": model, "count": sum(nd.gpus for nd in nodes), "memoryGiB": MODELS[model][1],
+                         "gpus": [{"model": model, "count": sum(nd.gpus for nd in nodes), "memoryGiB": MODELS[model],
                                    "pricePerGPUHour": round(self.rng.uniform(2, 5), 2) if usd else
                                    float(self.rng.randint(300, 700)), "currency": "USD" if usd else "JPY"}],
                          "connection": {"kubeconfigSecretRef": {"namespace": "tenbin-system", "name": name,
                                                                 "key": "kubeconfig"}}}})
+
+    def _product(self, model: str) -> str:
+        """A node's `nvidia.com/gpu.product`: any spelling GFD or Tenbin's agent writes for the model, at
+        times in another case (the inventory must count it, and the pod pin must reach it)."""
+        product = self.rng.choice(product_labels(model))
+        return product.lower() if self.rng.random() < 0.25 else product
 
     # ---- the operator's event loop, as Kopf drives it ------------------------------------------
 
@@ -403,18 +412,53 @@ class Simulation:
                     raise self._broken(f"{w['metadata']['name']} placed or moved onto {name}, which residency "
                                        f"forbids ({w['spec']['residency']})")
                 seen.add(name)
+        self.check_explain(clusters, policy)
+
+    def check_explain(self, clusters: Mapping[str, Mapping[str, Any]], policy: Mapping[str, Any] | None) -> None:
+        """`tenbin explain` never shows more free GPUs than a cluster has: checked for every placed workload
+        whose pods are not all bound yet (where counting its own GPUs as free again can go wrong)."""
+        models: list[GPUCluster] | None = None
+        pol = PlacementPolicy.model_validate(policy) if policy else None
+        for w in self.workloads():
+            p = (w.get("status") or {}).get("placement") or {}
+            member = self.members.get(p.get("cluster") or "")
+            if member is None or not member.reachable:
+                continue
+            uid = w["metadata"]["uid"]
+            mine = [x for x in member.live_pods() if (x["metadata"].get("labels") or {}).get(UID_LABEL) == uid]
+            if mine and all(x["spec"].get("nodeName") for x in mine):
+                continue
+            if models is None:
+                models = [GPUCluster.model_validate(c) for c in clusters.values()]
+            bound = sum(_pod_gpus(x) for x in mine if x["spec"].get("nodeName"))
+            rows, _ = explain_rows(AIWorkload.model_validate(w), models, pol, own_bound=bound)
+            for row in rows:
+                inv = ((clusters[row["cluster"]].get("status") or {}).get("gpus")) or []
+                has = next((g.get("allocatable", 0) for g in inv if g.get("model") == row["model"]), None)
+                if has is not None and row["free"] > has:
+                    raise self._broken(f"explain of {w['metadata']['name']} shows {row['free']} free "
+                                       f"{row['model']} GPUs on {row['cluster']}, which has {has}")
 
     def over_asked(self) -> set[str]:
-        """UIDs of workloads grown past what their cluster's nodes hold, that say so (PlacementConflict
-        InsufficientCapacity, Ready=False PodsUnschedulable): their extra pods rightly wait in the member."""
-        out = set()
+        """UIDs of workloads whose pods rightly wait in their member, saying so (Ready=False
+        PodsUnschedulable): those grown past what their cluster's nodes hold (PlacementConflict
+        InsufficientCapacity), and those on the same cluster whose promised room such a grown neighbour's
+        extra pods took (the member's scheduler binds in its own order; README: the conditions of the
+        node-fit promise)."""
+        grown, squeezed, clusters = set(), {}, set()
         for w in self.workloads():
-            cond = {c["type"]: c for c in (w.get("status") or {}).get("conditions") or []}
+            st = w.get("status") or {}
+            cond = {c["type"]: c for c in st.get("conditions") or []}
             conflict, ready = cond.get("PlacementConflict") or {}, cond.get("Ready") or {}
-            if (conflict.get("status"), conflict.get("reason"), ready.get("reason")) == \
-                    ("True", "InsufficientCapacity", "PodsUnschedulable"):
-                out.add(w["metadata"]["uid"])
-        return out
+            cluster = (st.get("placement") or {}).get("cluster")
+            waits = ready.get("reason") == "PodsUnschedulable"
+            if (conflict.get("status"), conflict.get("reason")) == ("True", "InsufficientCapacity"):
+                clusters.add(cluster)
+                if waits:
+                    grown.add(w["metadata"]["uid"])
+            elif waits:
+                squeezed[w["metadata"]["uid"]] = cluster
+        return grown | {uid for uid, cluster in squeezed.items() if cluster in clusters}
 
     def check_settled(self) -> None:
         by_uid = {w["metadata"]["uid"]: w for w in self.workloads()}
@@ -430,6 +474,8 @@ class Simulation:
             if phase in ("Unschedulable", "Failed") and not st.get("message"):
                 raise self._broken(f"{name} is {phase} without saying why")
             cluster = (st.get("placement") or {}).get("cluster")
+            if phase in ("Running", "Scheduled") and cluster not in self.clusters():
+                raise self._broken(f"{name} says {phase} on {cluster}, which is no GPUCluster any more")
             if phase == "Running" and (cluster not in self.members or not any(
                     (o["metadata"].get("labels") or {}).get(UID_LABEL) == w["metadata"]["uid"]
                     for o in self.members[cluster].objects.values())):
@@ -482,23 +528,39 @@ class Simulation:
             quiet = quiet + 1 if self._quiet() else 0
             if n >= SETTLE_TICKS and quiet >= 3:
                 break
+        else:
+            raise self._broken(f"the fleet never came to rest in 400 ticks after the faults healed: {self._busy()}")
         self.check_settled()
+
+    def _busy(self) -> str:
+        """What still moves, for the report of a fleet that never came to rest."""
+        busy = []
+        for w in self.workloads():
+            st = w.get("status") or {}
+            move = (st.get("migration") or {}).get("phase")
+            if st.get("phase") not in ("Running", "Succeeded", "Failed", "Unschedulable") or move in MOVING:
+                busy.append(f"{w['metadata']['name']} {st.get('phase')} (move {move}): {st.get('message')}")
+        return "; ".join(busy[:6]) or "every workload at rest, but pods unbound or Job pods still running"
 
     def _quiet(self) -> bool:
         """Nothing left to happen: every workload at rest (or outgrown, and saying so), no move in flight,
         every pod bound (but an outgrown workload's extra ones), no Job pod still running."""
         over_asked = self.over_asked()
-        moving = ("Pending", "Checkpointing", "StartingTarget", "StoppingSource")
         for w in self.workloads():
             st = w.get("status") or {}
             if w["metadata"]["uid"] in over_asked:
                 continue
             if st.get("phase") not in ("Running", "Succeeded", "Failed", "Unschedulable") or \
-                    (st.get("migration") or {}).get("phase") in moving:
+                    (st.get("migration") or {}).get("phase") in MOVING:
                 return False
         pods = [p for m in self.members.values() for p in m.live_pods()]
         return all(p["spec"].get("nodeName") or (p["metadata"].get("labels") or {}).get(UID_LABEL) in over_asked
                    for p in pods) and not any(p.get("_ticks_left") for p in pods)
+
+
+def _pod_gpus(pod: Mapping[str, Any]) -> int:
+    return sum(int(((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", 0))
+               for c in pod["spec"].get("containers") or [])
 
 
 def simulate(seed: int, steps: int) -> Simulation:

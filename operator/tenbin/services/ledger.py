@@ -122,7 +122,9 @@ class Ledger:
             bound = 0
             if st and st.observation:
                 obj = st.observation.objects.get(r.uid)
-                bound = obj.pods_bound_gpus if obj else 0
+                # a copy on its way out (a stale one being deleted) holds none of the new placement's pods
+                leaving = obj is not None and bool((obj.body.get("metadata") or {}).get("deletionTimestamp"))
+                bound = obj.pods_bound_gpus if obj and not leaving else 0
             outstanding = max(0, r.gpus - bound)
             if outstanding:
                 size = r.pod_size

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from tenbin.api import AIWorkload
 from tenbin.clusters.gateway import GatewayError
 from tenbin.kinds import MAKE_BEFORE_BREAK
 from tenbin.services.conditions import now_iso, parse_time
@@ -26,6 +27,10 @@ from tenbin.services.state import ClusterState
 from tenbin.services.world import World
 
 Refuse = Callable[..., Awaitable[None]]  # Placement.refused(key, cluster, error, migration=...)
+
+
+class TargetForbidden(Exception):
+    """A move's target breaks the workload's rules now (it met them when the move was decided)."""
 
 log = logging.getLogger("tenbin.migration")
 
@@ -85,6 +90,8 @@ class MoveSteps:
                 await self._step(key, body, dict(m))
             except TargetRefused as r:
                 await self._target_refused(key, body, dict(m), r.error)
+            except TargetForbidden as f:
+                await self._target_forbidden(key, body, dict(m), str(f))
             except GatewayError as e:
                 log.warning("migration of %s: %s (will retry)", key, e)
 
@@ -100,6 +107,29 @@ class MoveSteps:
             return
         ctl.ledger.reservations.pop(key + MOVE, None)
         await self._refused(key, m["to"], e, migration={**m, "phase": "Failed"})
+
+    async def _target_forbidden(self, key: str, body: dict[str, Any], m: dict[str, Any], why: str) -> None:
+        """The target no longer meets the workload's rules (its residency, labels or price changed since the
+        move was decided): nothing is applied there. While the source still runs the move fails and the work
+        stays; once the source is gone (a Job's StoppingSource) it is placed anew, by the rules of now."""
+        ctl = self.ctl
+        text = f"{m['to']} no longer meets the workload's rules: {why}"
+        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK or m.get("phase") != "StoppingSource":
+            await self._fail(key, body, m, text)
+            return
+        meta, status = body["metadata"], body.get("status") or {}
+        msg = f"migration to {m['to']} stopped: {text}; its copy on {m['from']} is stopped, so it is placed anew"
+        trigger = str(m.get("reason", "")).split(":", 1)[0]
+        history = ctl.history(status, "MigrationFailed", m["to"], None, None, None, msg[:256], reason=trigger,
+                              from_=m["from"])
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
+            "phase": "Pending", "placement": None, "message": msg[:4096], "history": history,
+            "migration": {**m, "phase": "Failed"}}})
+        ctl.ledger.release(key)  # neither the stopped source's GPUs nor the target's
+        ctl.applied.pop(key, None)
+        ctl.post_event(body, "Warning", "MigrationFailed", msg)
+        ctl.metrics.migrations.labels(trigger, "failed").inc()
+        ctl.retry(key, 0.0)
 
     async def _step(self, key: str, body: dict[str, Any], m: dict[str, Any]) -> None:
         ctl = self.ctl
@@ -162,6 +192,10 @@ class MoveSteps:
         if st is None or st.gateway is None:
             raise GatewayError(f"migration target {m['to']} is not connected")
         ctl.check_not_deleting(m["to"], body["metadata"]["uid"])
+        # decided before, applied now: the target's residency (or labels, or price) may have changed since
+        why = ctl.conflict(AIWorkload.model_validate(body), m["to"], m.get("gpuModel"))
+        if why:
+            raise TargetForbidden(why)
         inv = st.observation.inventory if st.observation else None
         model = m.get("gpuModel")
         obj = member_object(body, m["to"], model, inv.products(model) if inv is not None and model else None)

@@ -78,8 +78,9 @@ class Placement:
         async with self.w.placement_lock:
             t0 = time.perf_counter()
             reserved = self.w.ledger.reserved_for(wl.spec.gpu.count, tolerations_of(body))
+            elsewhere = self.w.copies_elsewhere(body)
             decision = self.w.scheduler().place(wl, self.w.snapshot(), reserved=reserved,
-                                                exclude=self.w.not_serving(body))
+                                                exclude={**self.w.not_serving(body), **elsewhere})
             self.w.metrics.decision_latency.observe(time.perf_counter() - t0)
             chosen = decision.chosen
             if chosen is not None:
@@ -100,6 +101,8 @@ class Placement:
             self.w.workloads[key] = await self.w.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
             self.w.post_event(body, "Warning", "Unschedulable", message)
             self.w.metrics.placements.labels("unschedulable", _category(decision)).inc()
+            if elsewhere:  # looked at again once its old copy is gone
+                self.w.retry(key, self.w.config.resync_seconds)
             return
 
         self.w.unschedulable.discard(key)
@@ -228,7 +231,8 @@ class Placement:
         st = self.w.clusters.get(cluster)
         obs = st.observation if st is not None else None
         mine = obs.objects.get(uid) if obs is not None else None
-        bound = mine.pods_bound_gpus if mine is not None else 0
+        bound = mine.pods_bound_gpus if mine is not None and not (mine.body.get("metadata") or {}).get(
+            "deletionTimestamp") else 0
         pods = -(-max(0, total - bound) // per_pod)
         room = self.w.ledger.room_for(cluster, model, per_pod, tolerations_of(body))
         self.w.ledger.reserve(key, cluster, model, total, uid, per_pod)

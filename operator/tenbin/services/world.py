@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, ObjectRef
+from tenbin.kinds import MAKE_BEFORE_BREAK
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
 from tenbin.services.clock import SYSTEM, Clock
@@ -25,7 +26,7 @@ from tenbin.services.conditions import now_iso, parse_time, set_condition
 from tenbin.services.ledger import Ledger, tolerations_of
 from tenbin.services.member_objects import is_finished
 from tenbin.services.metrics import Metrics
-from tenbin.services.migration_state import active_migration
+from tenbin.services.migration_state import FENCED_ANNOTATION, active_migration
 from tenbin.services.settings import Config
 from tenbin.services.state import ClusterState, GatewayFactory, PostEvent
 from tenbin.services.validation import first_error
@@ -239,6 +240,26 @@ class World:
                     or (m and name in (m.get("from"), m.get("to"))):
                 out.append(key)
         return out
+
+    def copies_elsewhere(self, body: Mapping[str, Any]) -> dict[str, str]:
+        """For a run-once workload (a Job) being placed while a copy of it is still in a member (one being
+        deleted after an evacuation, or one a returning member kept): every other cluster, and why it is
+        left out. A Job runs once: it is placed back where its copy is (adopting it), or anywhere once that
+        copy is gone. A member annotated `tenbin.io/fenced` vouches that its copies are stopped."""
+        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK:
+            return {}
+        uid = body["metadata"]["uid"]
+        holding = []
+        for st in self.clusters.values():
+            annotations = (st.body.get("metadata") or {}).get("annotations") or {}
+            if st.observation is not None and uid in st.observation.objects and \
+                    str(annotations.get(FENCED_ANNOTATION, "")).lower() != "true":
+                holding.append(st.name)
+        if not holding:
+            return {}
+        why = f"its copy in {', '.join(sorted(holding))} is not gone yet: a {body['spec']['template'].get('kind')} " \
+              "runs once"
+        return {name: why for name in self.clusters if len(holding) > 1 or name != holding[0]}
 
     async def write_status(self, key: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         """Merge `status` into the AIWorkload's status; False (logged, retried by the next round) on failure."""
