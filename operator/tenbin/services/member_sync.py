@@ -165,8 +165,7 @@ class MemberSync:
             phase, message = observed_phase(obj)
             if r is not None and r.cluster == st.name and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
                 self.w.ledger.reservations.pop(key, None)  # this member's inventory now counts the workload's GPUs
-            await self._set_phase(key, phase, message)
-            await self._set_ready(key, st.name, obj, phase)
+            await self._set_state(key, st.name, obj, phase, message)
         for uid, key in by_uid.items():
             if uid not in st.observation.objects and self._copy_expected(key, st):
                 self.w.retry(key, 0.0)  # its copy is gone: _keep_placed applies it again
@@ -199,54 +198,40 @@ class MemberSync:
         return (applied is None or (st.last_ok or 0.0) > applied) and not active_migration(body) and \
             not is_finished((body.get("status") or {}).get("phase")) and not body["metadata"].get("deletionTimestamp")
 
-    async def _set_phase(self, key: str, phase: str, message: str) -> None:
-        async with self.w.lock(key):
-            body = self.w.workloads.get(key)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return
-            status = body.get("status") or {}
-            if status.get("phase") == phase or is_finished(status.get("phase")) or active_migration(body):
-                return
-            p = status.get("placement") or {}
-            patch: dict[str, Any] = {"phase": phase, "message": f"{message} on {p.get('cluster')}"}
-            if phase in ("Running", "Succeeded", "Failed"):
-                patch["history"] = self.w.history(status, phase, p.get("cluster"), p.get("gpuModel"), None, None,
-                                                 message)
-            if not await self.w.write_status(key, body, patch):
-                return
-            self.w.post_event(body, "Warning" if phase == "Failed" else "Normal", phase,
-                            f"{message} on {p.get('cluster')}")
-
-    async def _set_ready(self, key: str, cluster: str, obj: ObservedObject, phase: str) -> None:
-        """The Ready condition: True while it runs; False, with one Warning event per cause, while the member
-        leaves its pods unschedulable (capacity failover moves it after --pending-timeout when a compliant
-        cluster has room; until then, and when there is none, this says so)."""
-        if obj.pods_unschedulable:
-            status_, reason = "False", "PodsUnschedulable"
-            message = f"{obj.pods_unschedulable} pod(s) unschedulable in {cluster}: " \
-                      f"{obj.unschedulable_message or 'no node fits'}"
-        elif phase == "Running":
-            status_, reason, message = "True", "Running", f"running on {cluster}"
-        else:
-            return
+    async def _set_state(self, key: str, cluster: str, obj: ObservedObject, phase: str, message: str) -> None:
+        """What the member shows, in one status write: the phase (with a history entry and an Event when it
+        changes) and the Ready condition. Ready is True while it runs; False, with one Warning event per
+        cause, while the member leaves its pods unschedulable (capacity failover moves it after
+        --pending-timeout when a compliant cluster has room; until then, and when there is none, this says so)."""
         async with self.w.lock(key):
             body = self.w.workloads.get(key)
             if body is None or body["metadata"].get("deletionTimestamp") or active_migration(body):
                 return
             status = body.get("status") or {}
+            patch: dict[str, Any] = {}
+            events: list[tuple[str, str, str]] = []
+            if status.get("phase") != phase and not is_finished(status.get("phase")):
+                p = status.get("placement") or {}
+                text = f"{message} on {p.get('cluster')}"
+                patch.update(phase=phase, message=text)
+                if phase in ("Running", "Succeeded", "Failed"):
+                    patch["history"] = self.w.history(status, phase, p.get("cluster"), p.get("gpuModel"), None,
+                                                      None, message)
+                events.append(("Warning" if phase == "Failed" else "Normal", phase, text))
+            ready = _ready(cluster, obj, phase)
             old: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-            if (old.get("status"), old.get("reason")) == (status_, reason):
+            if ready is not None and (old.get("status"), old.get("reason")) != ready[:2]:
+                status_, reason, text = ready
+                generation = int(body["metadata"].get("generation") or 0)
+                patch["conditions"] = self.w.condition(list(status.get("conditions") or []), "Ready", status_,
+                                                       reason, text, generation)
+                if status_ == "False":
+                    patch["message"] = text
+                    events.append(("Warning", reason, text))
+            if not patch or not await self.w.write_status(key, body, patch):
                 return
-            generation = int(body["metadata"].get("generation") or 0)
-            conditions = self.w.condition(list(status.get("conditions") or []), "Ready", status_, reason, message,
-                                       generation)
-            patch: dict[str, Any] = {"conditions": conditions}
-            if status_ == "False":
-                patch["message"] = message
-            if not await self.w.write_status(key, body, patch):
-                return
-            if status_ == "False":
-                self.w.post_event(body, "Warning", reason, message)
+            for type_, reason, text in events:
+                self.w.post_event(body, type_, reason, text)
 
     async def _consume_fence(self, st: ClusterState) -> None:
         """A fence vouches for one outage: once the member answers again it no longer holds, so the
@@ -273,3 +258,13 @@ class MemberSync:
                 "resourceVersion": meta.get("resourceVersion")}})
         except GatewayError as e:
             log.warning("GPUCluster %s finalizer: %s (next round)", st.name, e)
+
+
+def _ready(cluster: str, obj: ObservedObject, phase: str) -> tuple[str, str, str] | None:
+    """(status, reason, message) of the Ready condition the member's object shows; None: not yet known."""
+    if obj.pods_unschedulable:
+        return "False", "PodsUnschedulable", f"{obj.pods_unschedulable} pod(s) unschedulable in {cluster}: " \
+                                              f"{obj.unschedulable_message or 'no node fits'}"
+    if phase == "Running":
+        return "True", "Running", f"running on {cluster}"
+    return None
