@@ -74,7 +74,7 @@ MUTANTS = [
            "            resized = None"),
     Mutant("7", "a failed move is forgotten: no backoff, the same move is tried again at once",
            "services/migration_state.py",
-           "        if e.get(\"event\") == \"MigrationFailed\":\n",
+           "        if e.get(\"event\") == Reason.MIGRATION_FAILED:\n",
            "        if False:\n",
            ("tests/unit/test_migration_decision.py::test_history_of_reads_failed_moves",)),
     Mutant("8", "explain adds the workload's own GPUs back as free even when its pods were never bound",

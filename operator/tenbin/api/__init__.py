@@ -16,7 +16,9 @@ from tenbin.api.aiworkload import (
     MigrationStatus,
     Placement,
     PlacementStatus,
+    Reason,
     Residency,
+    WorkloadCondition,
     WorkloadPhase,
 )
 from tenbin.api.common import (
@@ -34,8 +36,10 @@ from tenbin.api.common import (
     Weights,
 )
 from tenbin.api.gpucluster import (
+    ClusterCondition,
     ClusterConnection,
     ClusterPhase,
+    ClusterReason,
     GPUCluster,
     GPUClusterSpec,
     GPUClusterStatus,
@@ -64,8 +68,10 @@ __all__ = [
     "AIWorkloadStatus",
     "Budget",
     "ClassificationRule",
+    "ClusterCondition",
     "ClusterConnection",
     "ClusterPhase",
+    "ClusterReason",
     "Condition",
     "ConditionStatus",
     "DataClassification",
@@ -88,11 +94,13 @@ __all__ = [
     "PlacementPolicy",
     "PlacementPolicySpec",
     "PlacementStatus",
+    "Reason",
     "Residency",
     "SecretKeyRef",
     "TenbinObject",
     "Tier",
     "Weights",
+    "WorkloadCondition",
     "WorkloadPhase",
     "parse_object",
 ]

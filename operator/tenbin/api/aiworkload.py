@@ -70,6 +70,81 @@ class MigrationPhase(StrEnum):
     """The deadline passed or the target failed; the source keeps running."""
 
 
+class WorkloadCondition(StrEnum):
+    """The types of an AIWorkload's status.conditions."""
+
+    SCHEDULED = "Scheduled"
+    """True once placed on a cluster; False (with why) while unschedulable, refused or stopped after a loss."""
+    READY = "Ready"
+    """True while it runs in the member; False while the member leaves its pods unschedulable or a lost
+    member's run-once copy awaits a fence."""
+    VALID = "Valid"
+    """False when the spec fails validation, or a member refused the template (it waits for a new spec)."""
+    APPLIED = "Applied"
+    """Whether the member took the latest generation of the template (False: it refused the change)."""
+    PLACEMENT_CONFLICT = "PlacementConflict"
+    """After a spec change: True when the current placement no longer satisfies it, False when it still fits."""
+
+
+class Reason(StrEnum):
+    """The reasons of an AIWorkload's conditions, of the Kubernetes Events posted on it, and the events of
+    its status.history (`HistoryEntry.event`)."""
+
+    PLACED = "Placed"
+    """Scheduled=True: a cluster was chosen."""
+    SCHEDULED = "Scheduled"
+    """Event and history event of a new placement; Event when the member shows it scheduled, pods not running."""
+    UNSCHEDULABLE = "Unschedulable"
+    """Scheduled=False and Event: no cluster satisfies the rules and has room."""
+    KIND_NOT_SERVED = "KindNotServed"
+    """Scheduled=False and Event: the member does not serve the template's kind (the others are tried)."""
+    MEMBER_REJECTED = "MemberRejected"
+    """Scheduled/Valid/Applied=False and Event: the member refused the template (invalid, forbidden)."""
+    INVALID_SPEC = "InvalidSpec"
+    """Valid=False and Event: the spec fails validation."""
+    SPEC_CHANGED = "SpecChanged"
+    """PlacementConflict=True: after a spec change the current placement breaks the rules."""
+    INSUFFICIENT_CAPACITY = "InsufficientCapacity"
+    """PlacementConflict=True: a resized request's pods do not all fit on the current cluster's nodes."""
+    FITS = "Fits"
+    """PlacementConflict=False: the current placement still satisfies the changed spec."""
+    PLACEMENT_CONFLICT = "PlacementConflict"
+    """Event: the current placement no longer fits a changed spec (or a resize)."""
+    APPLIED = "Applied"
+    """Applied=True: the member took the latest generation."""
+    COPY_MISSING = "CopyMissing"
+    """Event: the copy in the member is gone; it is applied again."""
+    MEMBER_UNREACHABLE = "MemberUnreachable"
+    """Event: deletion could not remove the copy from an unreachable member and released the AIWorkload."""
+    PODS_UNSCHEDULABLE = "PodsUnschedulable"
+    """Ready=False and Event: the member leaves pods of the workload unschedulable."""
+    RUNNING = "Running"
+    """Ready=True, Event and history event: the member shows it running."""
+    SUCCEEDED = "Succeeded"
+    """Event and history event: the member shows it finished successfully."""
+    FAILED = "Failed"
+    """Event and history event: the member shows it failed."""
+    AWAITING_FENCE = "AwaitingFence"
+    """Ready=False and Event: its member is lost and a run-once copy may still run there (waits for a fence)."""
+    REPLACE_REQUEST = "ReplaceRequest"
+    """Event: a tenbin.io/replace request was consumed without a move (no other feasible cluster)."""
+    MIGRATING = "Migrating"
+    """Event: a move started."""
+    MIGRATED = "Migrated"
+    """Event and history event: a move completed."""
+    MIGRATION_FAILED = "MigrationFailed"
+    """Event and history event: a move failed; the workload stays on its source."""
+    NO_MIGRATION_TARGET = "NoMigrationTarget"
+    """Event: a move is due but no other cluster is feasible; it stays."""
+    EVACUATED = "Evacuated"
+    """Event and history event: stopped on a cluster it may not stay on (residency drift, cluster deleted),
+    with nowhere to go."""
+    LOST = "Lost"
+    """Event and history event: its cluster is lost and no other cluster is feasible; the placement is given up."""
+    REFUSED = "Refused"
+    """History event: the member refused the object (see the KindNotServed / MemberRejected reason)."""
+
+
 class GPURequest(ApiModel):
     """GPUs per replica."""
 
@@ -271,7 +346,9 @@ __all__ = [
     "MigrationStatus",
     "Placement",
     "PlacementStatus",
+    "Reason",
     "Residency",
     "Text",
+    "WorkloadCondition",
     "WorkloadPhase",
 ]

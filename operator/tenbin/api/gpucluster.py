@@ -42,6 +42,34 @@ class ClusterPhase(StrEnum):
     UNKNOWN = "Unknown"
 
 
+class ClusterCondition(StrEnum):
+    """The types of a GPUCluster's status.conditions."""
+
+    READY = "Ready"
+    """True while the member's apiserver answers; False when unreachable or the spec is invalid."""
+    TELEMETRY_AVAILABLE = "TelemetryAvailable"
+    """Whether the configured Prometheus/DCGM telemetry was read (absent when none is configured)."""
+
+
+class ClusterReason(StrEnum):
+    """The reasons of a GPUCluster's conditions (those Tenbin's services set) and of the Events posted on it."""
+
+    NOT_YET_OBSERVED = "NotYetObserved"
+    """Ready: the member has not been observed yet (the state before the first round)."""
+    OBSERVED = "Observed"
+    """Ready=True: the member's apiserver answered this round."""
+    UNREACHABLE = "Unreachable"
+    """Ready=False: no successful observation for --unreachable-after seconds (or ever)."""
+    INVALID_SPEC = "InvalidSpec"
+    """Ready=False: the GPUCluster's spec fails validation."""
+    NO_CREDENTIALS = "NoCredentials"
+    """TelemetryAvailable=False: the Secret holding the telemetry credentials could not be read."""
+    FENCE_CONSUMED = "FenceConsumed"
+    """Event: the member answers again, so its tenbin.io/fenced annotation was removed."""
+    LEFT_IN_MEMBER = "LeftInMember"
+    """Event: a deleted member did not answer in time; Tenbin's objects named in the message stay there."""
+
+
 class GPUOffering(ApiModel):
     """One GPU model the cluster offers, with its static capacity and its price."""
 
@@ -174,8 +202,10 @@ class GPUCluster(ApiModel):
 
 
 __all__ = [
+    "ClusterCondition",
     "ClusterConnection",
     "ClusterPhase",
+    "ClusterReason",
     "GPUCluster",
     "GPUClusterSpec",
     "GPUClusterStatus",

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tenbin.api import GPUCluster, PlacementPolicy
+from tenbin.api import ClusterPhase, ClusterReason, GPUCluster, PlacementPolicy
 from tenbin.clusters.gateway import GatewayError
 from tenbin.services.clock import SYSTEM, Clock
 from tenbin.services.member_objects import workload_key
@@ -185,7 +185,7 @@ class Controller(World):
         """Delete Tenbin's objects still in a member that is being let go (the copies of finished work), so
         nothing of Tenbin's stays in a cluster it no longer watches. True once the member shows none; or
         when it has not answered for `delete_grace_seconds` since the deletion (one event names what stays)."""
-        if st.phase == "Ready" and st.observation is not None and st.gateway is not None:
+        if st.phase == ClusterPhase.READY and st.observation is not None and st.gateway is not None:
             if not st.observation.objects:
                 return True
             try:
@@ -199,7 +199,7 @@ class Controller(World):
             return False
         what = sorted(str(o.ref) for o in st.observation.objects.values()) if st.observation else []
         if what:
-            self.post_event(st.body, "Warning", "LeftInMember",
+            self.post_event(st.body, "Warning", ClusterReason.LEFT_IN_MEMBER,
                             f"{st.name} did not answer for {self.config.delete_grace_seconds:g}s after its "
                             f"deletion; left there: {', '.join(what[:5])}{' ...' if len(what) > 5 else ''}")
         return True

@@ -11,6 +11,7 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tenbin.api import WorkloadPhase
 from tenbin.clusters.gateway import (
     HUB_ANNOTATION,
     MANAGED_BY,
@@ -26,6 +27,13 @@ from tenbin.inventory.model import PRODUCT_LABEL, TENBIN_TOLERATIONS, pod_gpu_re
 from tenbin.kinds import KINDS
 
 CLUSTER_ANNOTATION = "tenbin.io/cluster"
+
+# Kubernetes' own vocabulary, read from the member's objects (not Tenbin's status: see tenbin.api)
+POD_PENDING, POD_RUNNING, POD_SUCCEEDED, POD_FAILED = "Pending", "Running", "Succeeded", "Failed"  # Pod phases
+JOB_COMPLETE, JOB_SUCCESS_CRITERIA_MET = "Complete", "SuccessCriteriaMet"  # batch/v1 Job condition types
+JOB_FAILED, JOB_FAILURE_TARGET = "Failed", "FailureTarget"
+CONDITION_TRUE = "True"  # the status of a member object's condition that holds
+FINISHED = (WorkloadPhase.SUCCEEDED, WorkloadPhase.FAILED)
 
 
 def workload_key(body: Mapping[str, Any]) -> str:
@@ -148,47 +156,50 @@ def member_ref(workload: Mapping[str, Any]) -> ObjectRef:
 
 
 def _condition(obj: Mapping[str, Any], type_: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == "True"
+    return any(c.get("type") == type_ and c.get("status") == CONDITION_TRUE
                for c in (obj.get("status") or {}).get("conditions") or [])
 
 
-def observed_phase(observed: ObservedObject) -> tuple[str, str]:
+def observed_phase(observed: ObservedObject) -> tuple[WorkloadPhase, str]:
     """(phase, message) of an AIWorkload from its member object: Scheduled, Running, Succeeded, Failed."""
     obj = observed.body
     kind = observed.ref.kind
     status = obj.get("status") or {}
     phase_from = KINDS[kind].phase_from if kind in KINDS else "pods"
     if phase_from == "job":
-        if _condition(obj, "Complete") or _condition(obj, "SuccessCriteriaMet"):
-            return "Succeeded", f"Job completed ({status.get('succeeded', 0)} succeeded)"
-        if _condition(obj, "Failed") or _condition(obj, "FailureTarget"):
-            return "Failed", f"Job failed ({status.get('failed', 0)} failed pods)"
+        if _condition(obj, JOB_COMPLETE) or _condition(obj, JOB_SUCCESS_CRITERIA_MET):
+            return WorkloadPhase.SUCCEEDED, f"Job completed ({status.get('succeeded', 0)} succeeded)"
+        if _condition(obj, JOB_FAILED) or _condition(obj, JOB_FAILURE_TARGET):
+            return WorkloadPhase.FAILED, f"Job failed ({status.get('failed', 0)} failed pods)"
         if (status.get("active") or 0) > 0 and (status.get("ready") or 0) > 0:
-            return "Running", f"{status.get('ready')} pod(s) running"
+            return WorkloadPhase.RUNNING, f"{status.get('ready')} pod(s) running"
         if observed.pods_unschedulable:
-            return "Scheduled", f"{observed.pods_unschedulable} pod(s) unschedulable in the member"
-        return "Scheduled", "waiting for pods to start in the member"
+            return WorkloadPhase.SCHEDULED, f"{observed.pods_unschedulable} pod(s) unschedulable in the member"
+        return WorkloadPhase.SCHEDULED, "waiting for pods to start in the member"
     if phase_from == "replicas":
         want = (obj.get("spec") or {}).get("replicas", 1)
         ready = status.get("readyReplicas") or 0
         if want == 0 or ready >= want:
-            return "Running", f"{ready}/{want} replicas ready"
+            return WorkloadPhase.RUNNING, f"{ready}/{want} replicas ready"
         if observed.pods_unschedulable:
-            return "Scheduled", f"{ready}/{want} replicas ready; {observed.pods_unschedulable} pod(s) unschedulable"
-        return "Scheduled", f"{ready}/{want} replicas ready"
+            return WorkloadPhase.SCHEDULED, \
+                f"{ready}/{want} replicas ready; {observed.pods_unschedulable} pod(s) unschedulable"
+        return WorkloadPhase.SCHEDULED, f"{ready}/{want} replicas ready"
     if kind == "Pod":
-        pod_phase = status.get("phase") or "Pending"
-        if pod_phase in ("Succeeded", "Failed"):
-            return pod_phase, f"Pod {pod_phase.lower()}"
-        if pod_phase == "Running":
-            return "Running", "pod running"
+        pod_phase = status.get("phase") or POD_PENDING
+        if pod_phase in (POD_SUCCEEDED, POD_FAILED):
+            done = WorkloadPhase.SUCCEEDED if pod_phase == POD_SUCCEEDED else WorkloadPhase.FAILED
+            return done, f"Pod {pod_phase.lower()}"
+        if pod_phase == POD_RUNNING:
+            return WorkloadPhase.RUNNING, "pod running"
     elif observed.pods_bound_gpus > 0 and observed.pods_pending == 0:
         # any other kind: what its labelled pods show (its own status has no meaning Tenbin knows)
-        return "Running", f"{kind}: its pods are bound ({observed.pods_bound_gpus} GPUs)"
+        return WorkloadPhase.RUNNING, f"{kind}: its pods are bound ({observed.pods_bound_gpus} GPUs)"
     if observed.pods_unschedulable:
-        return "Scheduled", f"{kind}: {observed.pods_unschedulable} pod(s) unschedulable in the member"
-    return "Scheduled", f"{kind} exists in the member; waiting for its pods"
+        return WorkloadPhase.SCHEDULED, f"{kind}: {observed.pods_unschedulable} pod(s) unschedulable in the member"
+    return WorkloadPhase.SCHEDULED, f"{kind} exists in the member; waiting for its pods"
 
 
 def is_finished(phase: str | None) -> bool:
-    return phase in ("Succeeded", "Failed")
+    """An AIWorkload status.phase of work that ran to its end (Succeeded or Failed)."""
+    return phase in FINISHED

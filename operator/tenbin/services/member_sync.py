@@ -14,12 +14,22 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from tenbin.api import (
+    ClusterCondition,
+    ClusterPhase,
+    ClusterReason,
+    ConditionStatus,
+    Reason,
+    WorkloadCondition,
+    WorkloadPhase,
+)
 from tenbin.clusters.gateway import GatewayError, MemberObservation, ObjectRef, ObservedObject
 from tenbin.inventory.telemetry import PrometheusTelemetrySource, read_telemetry
 from tenbin.services.conditions import now_iso
 from tenbin.services.member_objects import is_finished, observed_phase
 from tenbin.services.migration_state import FENCED_ANNOTATION, active_migration, stale_copy
 from tenbin.services.state import DRAIN_FINALIZER, ClusterState
+from tenbin.services.status import cluster_status
 from tenbin.services.world import World
 
 log = logging.getLogger("tenbin")
@@ -41,7 +51,7 @@ class MemberSync:
         now = self.w.clock.monotonic()
         before = (st.phase, st.observation.inventory.free() if st.observation else None)
         if st.invalid is not None:
-            st.phase, st.reason, st.message = "NotReady", "InvalidSpec", st.invalid
+            st.phase, st.reason, st.message = ClusterPhase.NOT_READY, ClusterReason.INVALID_SPEC, st.invalid
         else:
             try:
                 gw = await self.w.connect(st)
@@ -53,7 +63,8 @@ class MemberSync:
                     if uid not in obs.objects:
                         del self.w.deleting[(c, uid)]  # an observation begun after the delete shows it gone
                 st.last_ok, st.first_failure = now, None
-                st.phase, st.reason, st.message = "Ready", "Observed", "member apiserver reachable"
+                st.phase, st.reason = ClusterPhase.READY, ClusterReason.OBSERVED
+                st.message = "member apiserver reachable"
                 self.w.metrics.member_syncs.labels(name, "ok").inc()
             except GatewayError as e:
                 if e.status in (401, 403) and st.gateway is not None:
@@ -65,17 +76,17 @@ class MemberSync:
                 st.first_failure = st.first_failure or now
                 down_for = now - st.first_failure
                 if down_for >= self.w.config.unreachable_after_seconds or st.last_ok is None:
-                    st.phase, st.reason = "NotReady", "Unreachable"
+                    st.phase, st.reason = ClusterPhase.NOT_READY, ClusterReason.UNREACHABLE
                     st.message = f"unreachable for {down_for:.0f}s: {e}"
                     st.observation = None if st.last_ok is None else st.observation
         st.attempted = True
-        if st.phase == "Ready" and st.first_failure is None:  # answered this very round
+        if st.phase == ClusterPhase.READY and st.first_failure is None:  # answered this very round
             await self._consume_fence(st)
         after = (st.phase, st.observation.inventory.free() if st.observation else None)
         if before != after:
             self.w.fleet_changed()
         await self._write_cluster_status(st)
-        if st.observation is not None and st.phase == "Ready":
+        if st.observation is not None and st.phase == ClusterPhase.READY:
             await self._follow(st)
         return st, before != after
 
@@ -98,8 +109,9 @@ class MemberSync:
                 try:
                     token = (await self.w.hub.read_secret_key(ref.namespace, ref.name, ref.key)).strip()
                 except GatewayError as e:
-                    st.telemetry_condition = {"type": "TelemetryAvailable", "status": "False",
-                                              "reason": "NoCredentials", "message": str(e)[:1024]}
+                    st.telemetry_condition = {"type": ClusterCondition.TELEMETRY_AVAILABLE,
+                                              "status": ConditionStatus.FALSE, "reason": ClusterReason.NO_CREDENTIALS,
+                                              "message": str(e)[:1024]}
                     return obs
             st.telemetry, st.telemetry_key = PrometheusTelemetrySource.from_spec(prom, token=token), key
         inv, cond = await asyncio.to_thread(read_telemetry, st.telemetry, obs.inventory)  # HTTP, blocking
@@ -112,29 +124,29 @@ class MemberSync:
                  "allocated": m.allocated, "free": m.free} for m in inv.values()]
         for m in inv.values():
             self.w.metrics.free_gpus.labels(st.name, m.model).set(m.free)
-        self.w.metrics.cluster_ready.labels(st.name).set(1 if st.phase == "Ready" else 0)
+        ready = st.phase == ClusterPhase.READY
+        self.w.metrics.cluster_ready.labels(st.name).set(1 if ready else 0)
         desired: dict[str, Any] = {"phase": st.phase, "message": st.message[:1024],
-                                   "freeGPUs": sum(g["free"] for g in gpus)}
+                                   "free_gpus": sum(g["free"] for g in gpus)}
         if st.observation is not None:
             desired["gpus"] = gpus
         conds = list((st.body.get("status") or {}).get("conditions") or [])
         generation = int((st.body.get("metadata") or {}).get("generation") or 0)  # the spec these judge
-        conds = self.w.condition(conds, "Ready", "True" if st.phase == "Ready" else "False", st.reason, st.message,
-                                 generation)
+        ready_status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
+        conds = self.w.condition(conds, ClusterCondition.READY, ready_status, st.reason, st.message, generation)
         if st.telemetry_condition is not None:
             tc = st.telemetry_condition
             conds = self.w.condition(conds, tc["type"], tc["status"], tc["reason"], tc["message"], generation)
         else:
-            conds = [c for c in conds if c.get("type") != "TelemetryAvailable"]
+            conds = [c for c in conds if c.get("type") != ClusterCondition.TELEMETRY_AVAILABLE]
         desired_cmp = {**desired, "conditions": [(c["type"], c["status"], c["reason"], c.get("observedGeneration"))
                                                  for c in conds]}
         now = self.w.clock.monotonic()
         if desired_cmp == st.last_status and now - st.last_status_write < self.w.config.status_heartbeat_seconds:
             return
-        desired["conditions"] = conds
-        desired["lastSyncTime"] = now_iso(self.w.clock.time())
+        patch = cluster_status(**desired, conditions=conds, last_sync_time=now_iso(self.w.clock.time()))
         try:
-            body = await self.w.hub.patch_status("GPUCluster", None, st.name, {"status": desired})
+            body = await self.w.hub.patch_status("GPUCluster", None, st.name, patch)
         except GatewayError as e:
             log.warning("GPUCluster %s status: %s", st.name, e)
             return
@@ -198,7 +210,8 @@ class MemberSync:
         return (applied is None or (st.last_ok or 0.0) > applied) and not active_migration(body) and \
             not is_finished((body.get("status") or {}).get("phase")) and not body["metadata"].get("deletionTimestamp")
 
-    async def _set_state(self, key: str, cluster: str, obj: ObservedObject, phase: str, message: str) -> None:
+    async def _set_state(self, key: str, cluster: str, obj: ObservedObject, phase: WorkloadPhase,
+                         message: str) -> None:
         """What the member shows, in one status write: the phase (with a history entry and an Event when it
         changes) and the Ready condition. Ready is True while it runs; False, with one Warning event per
         cause, while the member leaves its pods unschedulable (capacity failover moves it after
@@ -208,30 +221,32 @@ class MemberSync:
             if body is None or body["metadata"].get("deletionTimestamp") or active_migration(body):
                 return
             status = body.get("status") or {}
-            patch: dict[str, Any] = {}
+            fields: dict[str, Any] = {}
             events: list[tuple[str, str, str]] = []
             if status.get("phase") != phase and not is_finished(status.get("phase")):
                 p = status.get("placement") or {}
+                event = Reason(phase)  # the phase it reached names the event (and the history entry)
                 text = f"{message} on {p.get('cluster')}"
-                patch.update(phase=phase, message=text)
-                if phase in ("Running", "Succeeded", "Failed"):
-                    patch["history"] = self.w.history(status, phase, p.get("cluster"), p.get("gpuModel"), None,
-                                                      None, message)
-                events.append(("Warning" if phase == "Failed" else "Normal", phase, text))
+                fields.update(phase=phase, message=text)
+                if phase in (WorkloadPhase.RUNNING, WorkloadPhase.SUCCEEDED, WorkloadPhase.FAILED):
+                    fields["history"] = self.w.history(status, event, p.get("cluster"), p.get("gpuModel"), None,
+                                                       None, message)
+                events.append(("Warning" if phase == WorkloadPhase.FAILED else "Normal", event, text))
             ready = _ready(cluster, obj, phase)
-            old: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            old: Mapping[str, Any] = next(
+                (c for c in status.get("conditions") or [] if c.get("type") == WorkloadCondition.READY), {})
             if ready is not None and (old.get("status"), old.get("reason")) != ready[:2]:
                 status_, reason, text = ready
                 generation = int(body["metadata"].get("generation") or 0)
-                patch["conditions"] = self.w.condition(list(status.get("conditions") or []), "Ready", status_,
-                                                       reason, text, generation)
-                if status_ == "False":
-                    patch["message"] = text
+                fields["conditions"] = self.w.condition(list(status.get("conditions") or []),
+                                                        WorkloadCondition.READY, status_, reason, text, generation)
+                if status_ == ConditionStatus.FALSE:
+                    fields["message"] = text
                     events.append(("Warning", reason, text))
-            if not patch or not await self.w.write_status(key, body, patch):
+            if not fields or not await self.w.write_status(key, body, **fields):
                 return
-            for type_, reason, text in events:
-                self.w.post_event(body, type_, reason, text)
+            for type_, cause, said in events:
+                self.w.post_event(body, type_, cause, said)
 
     async def _consume_fence(self, st: ClusterState) -> None:
         """A fence vouches for one outage: once the member answers again it no longer holds, so the
@@ -245,7 +260,7 @@ class MemberSync:
         except GatewayError as e:
             log.warning("GPUCluster %s: removing %s: %s (next round)", st.name, FENCED_ANNOTATION, e)
             return
-        self.w.post_event(st.body, "Normal", "FenceConsumed",
+        self.w.post_event(st.body, "Normal", ClusterReason.FENCE_CONSUMED,
                         f"{st.name} answers again: {FENCED_ANNOTATION} removed; a next loss waits for a new fence")
 
     async def _ensure_drain_finalizer(self, st: ClusterState) -> None:
@@ -260,11 +275,12 @@ class MemberSync:
             log.warning("GPUCluster %s finalizer: %s (next round)", st.name, e)
 
 
-def _ready(cluster: str, obj: ObservedObject, phase: str) -> tuple[str, str, str] | None:
+def _ready(cluster: str, obj: ObservedObject, phase: WorkloadPhase
+           ) -> tuple[ConditionStatus, Reason, str] | None:
     """(status, reason, message) of the Ready condition the member's object shows; None: not yet known."""
     if obj.pods_unschedulable:
-        return "False", "PodsUnschedulable", f"{obj.pods_unschedulable} pod(s) unschedulable in {cluster}: " \
-                                              f"{obj.unschedulable_message or 'no node fits'}"
-    if phase == "Running":
-        return "True", "Running", f"running on {cluster}"
+        return ConditionStatus.FALSE, Reason.PODS_UNSCHEDULABLE, \
+            f"{obj.pods_unschedulable} pod(s) unschedulable in {cluster}: {obj.unschedulable_message or 'no node fits'}"
+    if phase == WorkloadPhase.RUNNING:
+        return ConditionStatus.TRUE, Reason.RUNNING, f"running on {cluster}"
     return None

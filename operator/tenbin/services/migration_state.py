@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tenbin.api import MigrationPhase, Reason
 from tenbin.clusters.gateway import GatewayError
 from tenbin.scheduling.migration import History, Trigger
 from tenbin.services.conditions import parse_time
@@ -18,7 +19,8 @@ CHECKPOINT = "tenbin.io/checkpoint"
 EVACUATE_ANNOTATION = "tenbin.io/evacuate"
 FENCED_ANNOTATION = "tenbin.io/fenced"  # on a GPUCluster: its work is known stopped (powered off, revoked)
 REPLACE_ANNOTATION = "tenbin.io/replace"
-ACTIVE = frozenset({"Pending", "Checkpointing", "StartingTarget", "StoppingSource"})
+ACTIVE = frozenset({MigrationPhase.PENDING, MigrationPhase.CHECKPOINTING, MigrationPhase.STARTING_TARGET,
+                    MigrationPhase.STOPPING_SOURCE})
 
 
 class TargetRefused(Exception):
@@ -48,14 +50,14 @@ def history_of(body: Mapping[str, Any]) -> History:
     last_failed: float | None = None
     failed_targets: set[str] = set()
     for e in entries:
-        if e.get("event") in ("Scheduled", "Migrated"):
+        if e.get("event") in (Reason.SCHEDULED, Reason.MIGRATED):
             last = parse_time(e.get("time")) or last
             failed_moves, last_failed, failed_targets = 0, None, set()
-        if e.get("event") == "Migrated" and e.get("reason") == Trigger.CAPACITY_FAILOVER:
+        if e.get("event") == Reason.MIGRATED and e.get("reason") == Trigger.CAPACITY_FAILOVER:
             failovers += 1
             if e.get("from"):
                 failed.add(e["from"])
-        if e.get("event") == "MigrationFailed":
+        if e.get("event") == Reason.MIGRATION_FAILED:
             failed_moves += 1
             last_failed = parse_time(e.get("time")) or last_failed
             if e.get("cluster"):

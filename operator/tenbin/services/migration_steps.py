@@ -8,7 +8,15 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from tenbin.api import AIWorkload
+from tenbin.api import (
+    AIWorkload,
+    ClusterPhase,
+    ConditionStatus,
+    MigrationPhase,
+    Reason,
+    WorkloadCondition,
+    WorkloadPhase,
+)
 from tenbin.clusters.gateway import GatewayError
 from tenbin.kinds import MAKE_BEFORE_BREAK
 from tenbin.services.conditions import now_iso, parse_time
@@ -24,6 +32,7 @@ from tenbin.services.migration_state import (
     active_migration,
 )
 from tenbin.services.state import ClusterState
+from tenbin.services.status import workload_status
 from tenbin.services.world import World
 
 Refuse = Callable[..., Awaitable[None]]  # Placement.refused(key, cluster, error, migration=...)
@@ -49,17 +58,18 @@ def fenced(st: ClusterState, body: Mapping[str, Any]) -> bool:
 async def await_fence(ctl: World, key: str, body: Mapping[str, Any], st: ClusterState) -> None:
     """Say once that the work waits for the lost member to be fenced (or to come back)."""
     status = body.get("status") or {}
-    ready: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    if ready.get("reason") == "AwaitingFence":
+    ready: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == WorkloadCondition.READY), {})
+    if ready.get("reason") == Reason.AWAITING_FENCE:
         return
     msg = (f"{st.name} is unreachable and its copy may still run: a {body['spec']['template'].get('kind')} never "
            f"runs twice, so it waits until {st.name} is back or annotated {FENCED_ANNOTATION}=true "
            "(by whoever made sure the copy is stopped)")
     generation = int(body["metadata"].get("generation") or 0)
-    conditions = ctl.condition(list(status.get("conditions") or []), "Ready", "False", "AwaitingFence", msg,
-                               generation)
-    if await ctl.write_status(key, body, {"conditions": conditions, "message": msg}):
-        ctl.post_event(body, "Warning", "AwaitingFence", msg)
+    conditions = ctl.condition(list(status.get("conditions") or []), WorkloadCondition.READY, ConditionStatus.FALSE,
+                               Reason.AWAITING_FENCE, msg, generation)
+    if await ctl.write_status(key, body, conditions=conditions, message=msg):
+        ctl.post_event(body, "Warning", Reason.AWAITING_FENCE, msg)
 
 
 class MoveSteps:
@@ -102,11 +112,12 @@ class MoveSteps:
         ctl = self.ctl
         if e.status == 404:
             ctl.note_not_served(m["to"], body["spec"]["template"])
-        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK or m.get("phase") != "StoppingSource":
+        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK \
+                or m.get("phase") != MigrationPhase.STOPPING_SOURCE:
             await self._fail(key, body, m, f"{m['to']} refused the copy: {e.detail or e}")
             return
         ctl.ledger.reservations.pop(key + MOVE, None)
-        await self._refused(key, m["to"], e, migration={**m, "phase": "Failed"})
+        await self._refused(key, m["to"], e, migration={**m, "phase": MigrationPhase.FAILED})
 
     async def _target_forbidden(self, key: str, body: dict[str, Any], m: dict[str, Any], why: str) -> None:
         """The target no longer meets the workload's rules (its residency, labels or price changed since the
@@ -114,20 +125,21 @@ class MoveSteps:
         stays; once the source is gone (a Job's StoppingSource) it is placed anew, by the rules of now."""
         ctl = self.ctl
         text = f"{m['to']} no longer meets the workload's rules: {why}"
-        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK or m.get("phase") != "StoppingSource":
+        kind = body["spec"]["template"].get("kind")
+        if kind in MAKE_BEFORE_BREAK or m.get("phase") != MigrationPhase.STOPPING_SOURCE:
             await self._fail(key, body, m, text)
             return
         meta, status = body["metadata"], body.get("status") or {}
         msg = f"migration to {m['to']} stopped: {text}; its copy on {m['from']} is stopped, so it is placed anew"
         trigger = str(m.get("reason", "")).split(":", 1)[0]
-        history = ctl.history(status, "MigrationFailed", m["to"], None, None, None, msg[:256], reason=trigger,
+        history = ctl.history(status, Reason.MIGRATION_FAILED, m["to"], None, None, None, msg[:256], reason=trigger,
                               from_=m["from"])
-        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
-            "phase": "Pending", "placement": None, "message": msg[:4096], "history": history,
-            "migration": {**m, "phase": "Failed"}}})
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], workload_status(
+            phase=WorkloadPhase.PENDING, placement=None, message=msg[:4096], history=history,
+            migration={**m, "phase": MigrationPhase.FAILED}))
         ctl.ledger.release(key)  # neither the stopped source's GPUs nor the target's
         ctl.applied.pop(key, None)
-        ctl.post_event(body, "Warning", "MigrationFailed", msg)
+        ctl.post_event(body, "Warning", Reason.MIGRATION_FAILED, msg)
         ctl.metrics.migrations.labels(trigger, "failed").inc()
         ctl.retry(key, 0.0)
 
@@ -136,7 +148,7 @@ class MoveSteps:
         src, dst = ctl.clusters.get(m["from"]), ctl.clusters.get(m["to"])
         uid = body["metadata"]["uid"]
         kind = body["spec"]["template"]["kind"]
-        src_up = src is not None and src.phase == "Ready" and src.gateway is not None
+        src_up = src is not None and src.phase == ClusterPhase.READY and src.gateway is not None
         src_obj = src.observation.objects.get(uid) if src_up and src and src.observation else None
         dst_obj = dst.observation.objects.get(uid) if dst and dst.observation else None
         now = self.ctl.clock.time()
@@ -144,16 +156,18 @@ class MoveSteps:
         phase = m["phase"]
         ref = member_ref(body)
 
-        if phase == "Pending":
+        if phase == MigrationPhase.PENDING:
             if kind in MAKE_BEFORE_BREAK:
                 await self._apply_target(body, m)
-                await self._set(key, body, m, "StartingTarget", deadline=now + ctl.config.migration_timeout_seconds)
+                await self._set(key, body, m, MigrationPhase.STARTING_TARGET,
+                                deadline=now + ctl.config.migration_timeout_seconds)
             elif src_up and src_obj is not None and src is not None and src.gateway is not None:
                 await src.gateway.annotate(ref, {CHECKPOINT_REQUESTED: now_iso(now)})
-                await self._set(key, body, m, "Checkpointing", deadline=now + ctl.config.checkpoint_grace_seconds)
+                await self._set(key, body, m, MigrationPhase.CHECKPOINTING,
+                                deadline=now + ctl.config.checkpoint_grace_seconds)
             else:
-                await self._set(key, body, m, "StoppingSource")
-        elif phase == "Checkpointing":
+                await self._set(key, body, m, MigrationPhase.STOPPING_SOURCE)
+        elif phase == MigrationPhase.CHECKPOINTING:
             done = ((src_obj.body.get("metadata") or {}).get("annotations") or {}).get(CHECKPOINT_DONE) \
                 if src_obj is not None else None
             if done is not None or not src_up or src_obj is None or now >= deadline:
@@ -161,18 +175,18 @@ class MoveSteps:
                                                            "none: source unreachable")
                 if src_up and src_obj is not None and src is not None and src.gateway is not None:
                     await ctl.delete_copy(src, ref, uid)
-                await self._set(key, body, m, "StoppingSource", resume_hint=hint[:1024])
-        elif phase == "StartingTarget":
-            ready = dst_obj is not None and observed_phase(dst_obj)[0] == "Running"
+                await self._set(key, body, m, MigrationPhase.STOPPING_SOURCE, resume_hint=hint[:1024])
+        elif phase == MigrationPhase.STARTING_TARGET:
+            ready = dst_obj is not None and observed_phase(dst_obj)[0] == WorkloadPhase.RUNNING
             if ready:
                 if src_up and src_obj is not None and src is not None and src.gateway is not None:
                     await ctl.delete_copy(src, ref, uid)
-                    await self._set(key, body, m, "StoppingSource")
+                    await self._set(key, body, m, MigrationPhase.STOPPING_SOURCE)
                 else:
                     await self._complete(key, body, m)
             elif now >= deadline:
                 await self._fail(key, body, m, "the target did not become ready before the deadline")
-        elif phase == "StoppingSource":
+        elif phase == MigrationPhase.STOPPING_SOURCE:
             if src_up and src_obj is not None:
                 if not (src_obj.body.get("metadata") or {}).get("deletionTimestamp") and src is not None \
                         and src.gateway is not None:
@@ -214,7 +228,7 @@ class MoveSteps:
             raise TargetRefused(e) from None
         ctl.applied_at[workload_key(body)] = ctl.clock.monotonic()
 
-    async def _set(self, key: str, body: Mapping[str, Any], m: dict[str, Any], phase: str,
+    async def _set(self, key: str, body: Mapping[str, Any], m: dict[str, Any], phase: MigrationPhase,
                    deadline: float | None = None, resume_hint: str | None = None) -> None:
         m = {**m, "phase": phase}
         if deadline is not None:
@@ -223,7 +237,7 @@ class MoveSteps:
             m["resumeHint"] = resume_hint
         meta = body["metadata"]
         self.ctl.workloads[key] = await self.ctl.hub.patch_status(
-            "AIWorkload", meta["namespace"], meta["name"], {"status": {"migration": m}})
+            "AIWorkload", meta["namespace"], meta["name"], workload_status(migration=m))
 
     async def _complete(self, key: str, body: Mapping[str, Any], m: dict[str, Any]) -> None:
         ctl = self.ctl
@@ -234,18 +248,19 @@ class MoveSteps:
         placement = ctl.placement_dict(m["to"], m.get("gpuModel") or old.get("gpuModel") or "", gpus)
         trigger = str(m.get("reason", "")).split(":", 1)[0]
         msg = f"migrated from {m['from']} to {m['to']}: {m.get('reason')}"
-        history = ctl.history(status, "Migrated", m["to"], placement.get("gpuModel"), placement.get("pricePerGPUHour"),
-                              placement.get("currency"), msg[:256], reason=trigger, from_=m["from"])
-        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
-            "phase": "Scheduled", "placement": placement, "message": msg[:4096], "history": history,
-            "migration": {**m, "phase": "Completed"}}})
+        history = ctl.history(status, Reason.MIGRATED, m["to"], placement.get("gpuModel"),
+                              placement.get("pricePerGPUHour"), placement.get("currency"), msg[:256], reason=trigger,
+                              from_=m["from"])
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], workload_status(
+            phase=WorkloadPhase.SCHEDULED, placement=placement, message=msg[:4096], history=history,
+            migration={**m, "phase": MigrationPhase.COMPLETED}))
         ctl.applied[key] = int(meta.get("generation") or 0)
         target = ctl.ledger.reservations.pop(key + MOVE, None)
         ctl.ledger.release(key)  # the source's GPUs
         if target is not None:
             ctl.ledger.reservations[key] = target  # until the member shows the target's pods bound
         self._moved(key)
-        ctl.post_event(body, "Normal", "Migrated", msg)
+        ctl.post_event(body, "Normal", Reason.MIGRATED, msg)
         ctl.metrics.migrations.labels(trigger, "completed").inc()
 
     async def _fail(self, key: str, body: Mapping[str, Any], m: dict[str, Any], why: str) -> None:
@@ -259,10 +274,11 @@ class MoveSteps:
             except GatewayError as e:
                 log.warning("removing failed target copy of %s from %s: %s", key, m["to"], e)
         msg = f"migration to {m['to']} failed: {why}; staying on {m['from']}"
-        history = ctl.history(status, "MigrationFailed", m["to"], None, None, None, msg[:256],
+        history = ctl.history(status, Reason.MIGRATION_FAILED, m["to"], None, None, None, msg[:256],
                               reason=str(m.get("reason", "")).split(":", 1)[0], from_=m["from"])
-        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
-            "phase": "Scheduled", "message": msg, "history": history, "migration": {**m, "phase": "Failed"}}})
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], workload_status(
+            phase=WorkloadPhase.SCHEDULED, message=msg, history=history,
+            migration={**m, "phase": MigrationPhase.FAILED}))
         ctl.ledger.reservations.pop(key + MOVE, None)
-        ctl.post_event(body, "Warning", "MigrationFailed", msg)
+        ctl.post_event(body, "Warning", Reason.MIGRATION_FAILED, msg)
         ctl.metrics.migrations.labels(str(m.get("reason", "")).split(":", 1)[0], "failed").inc()

@@ -20,7 +20,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tenbin.api import AIWorkload
+from tenbin.api import (
+    AIWorkload,
+    ClusterPhase,
+    ConditionStatus,
+    MigrationPhase,
+    MigrationPolicy,
+    Reason,
+    WorkloadCondition,
+    WorkloadPhase,
+)
 from tenbin.clusters.gateway import GatewayError
 from tenbin.scheduling.migration import Alternative, Current, Limits, Move, Policy, Trigger, should_migrate
 from tenbin.services.conditions import now_iso
@@ -34,6 +43,7 @@ from tenbin.services.migration_state import (
 )
 from tenbin.services.migration_steps import MoveSteps, Refuse, await_fence, fenced
 from tenbin.services.state import ClusterState
+from tenbin.services.status import workload_status
 from tenbin.services.world import World
 
 log = logging.getLogger("tenbin.migration")
@@ -121,9 +131,10 @@ class Migrator:
         if self._judged.get(key) != (ctl.snapshot_builds, int(body["metadata"].get("generation") or 0)):
             return True
         spec = body.get("spec") or {}
-        if (spec.get("migration") or {}).get("policy") == "CostAware":
+        if (spec.get("migration") or {}).get("policy") == MigrationPolicy.COST_AWARE:
             return True
-        if st.phase != "Ready" or st.deleting or REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}):
+        if st.phase != ClusterPhase.READY or st.deleting \
+                or REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}):
             return True
         if key in self.pending_since:
             return True
@@ -139,7 +150,7 @@ class Migrator:
         now_m = self.ctl.clock.monotonic()
         uid = body["metadata"]["uid"]
         obj = st.observation.objects.get(uid) if st.observation else None
-        if obj is not None and obj.pods_unschedulable > 0 and st.phase == "Ready":
+        if obj is not None and obj.pods_unschedulable > 0 and st.phase == ClusterPhase.READY:
             since = self.pending_since.setdefault(key, now_m)
         else:
             self.pending_since.pop(key, None)
@@ -148,7 +159,7 @@ class Migrator:
         cordoned = bool((st.body.get("spec") or {}).get("cordoned"))
         current = Current(
             cluster=cluster, model=model, price_base=ctl.price_base(cluster, model),
-            reachable=st.phase == "Ready",
+            reachable=st.phase == ClusterPhase.READY,
             unreachable_for=(now_m - st.first_failure) if st.first_failure is not None else 0.0,
             pending_for=now_m - since,
             residency_violations=ctl.violations(wl, cluster, model, plugins=frozenset({"residency"})),
@@ -158,8 +169,9 @@ class Migrator:
         mig = wl.spec.migration
         policy = Policy(str(mig.policy), float(mig.min_savings_percent), float(mig.cooldown_seconds)) \
             if mig is not None else Policy()
-        if st.deleting and policy.policy == "Never":
-            policy = Policy("OnFailure")  # the cluster goes away: its work must leave it, whatever the policy
+        if st.deleting and policy.policy == MigrationPolicy.NEVER:
+            # the cluster goes away: its work must leave it, whatever the policy
+            policy = Policy(str(MigrationPolicy.ON_FAILURE))
         history = history_of(body)
         exclude = {cluster}
         if current.pending_for >= ctl.config.pending_timeout_seconds:
@@ -178,7 +190,7 @@ class Migrator:
             log.warning("consume re-place request of %s: %s", key, e)
             return
         if outcome:
-            self.ctl.post_event(body, "Normal", "ReplaceRequest", outcome)
+            self.ctl.post_event(body, "Normal", Reason.REPLACE_REQUEST, outcome)
 
     # ------------------------------------------------------------------------------------- starting
 
@@ -199,16 +211,16 @@ class Migrator:
                 return
             now = self.ctl.clock.time()
             migration = {"from": source, "to": move.target.cluster, "gpuModel": move.target.model,
-                         "reason": move.reason[:1024], "phase": "Pending", "startedAt": now_iso(now),
+                         "reason": move.reason[:1024], "phase": MigrationPhase.PENDING, "startedAt": now_iso(now),
                          "deadline": now_iso(now + ctl.config.migration_timeout_seconds)}
-            patch = {"status": {"phase": "Migrating", "migration": migration,
-                                "message": f"migrating from {source} to {move.target.cluster}: {move.reason}"}}
+            patch = workload_status(phase=WorkloadPhase.MIGRATING, migration=migration,
+                                    message=f"migrating from {source} to {move.target.cluster}: {move.reason}")
             try:
                 ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
             except BaseException:
                 ctl.ledger.reservations.pop(key + MOVE, None)  # no move recorded: nothing held for the target
                 raise
-            ctl.post_event(body, "Warning" if move.mandatory else "Normal", "Migrating",
+            ctl.post_event(body, "Warning" if move.mandatory else "Normal", Reason.MIGRATING,
                            f"{source} -> {move.target.cluster}: {move.reason}")
             ctl.metrics.migrations.labels(str(move.trigger), "started").inc()
         await self.steps.advance(key)
@@ -227,8 +239,8 @@ class Migrator:
                 return
             msg = f"{move.reason}; no other feasible cluster (no target)"
             ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"],
-                                                            {"status": {"message": msg}})
-            ctl.post_event(body, "Warning", "NoMigrationTarget", msg)
+                                                            workload_status(message=msg))
+            ctl.post_event(body, "Warning", Reason.NO_MIGRATION_TARGET, msg)
             return
         if (move.trigger == Trigger.RESIDENCY_DRIFT or deleting) and st is not None and st.gateway is not None:
             try:
@@ -236,14 +248,15 @@ class Migrator:
             except GatewayError as e:
                 log.warning("evacuating %s from %s: %s (the stale copy goes when it is reachable)", key, source, e)
         diagnosis = ctl.diagnose(body)
-        event = "Evacuated" if move.trigger == Trigger.RESIDENCY_DRIFT or deleting else "Lost"
+        event = Reason.EVACUATED if move.trigger == Trigger.RESIDENCY_DRIFT or deleting else Reason.LOST
         msg = f"{move.reason}; stopped there and waiting: {diagnosis}"
-        conditions = ctl.condition(list(status.get("conditions") or []), "Scheduled", "False", str(move.trigger), msg)
+        conditions = ctl.condition(list(status.get("conditions") or []), WorkloadCondition.SCHEDULED,
+                                   ConditionStatus.FALSE, str(move.trigger), msg)
         history = ctl.history(status, event, None, None, None, None, msg[:256], reason=str(move.trigger),
                               from_=source)
-        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], {"status": {
-            "phase": "Unschedulable", "placement": None, "message": msg[:4096], "conditions": conditions,
-            "history": history}})
+        ctl.workloads[key] = await ctl.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], workload_status(
+            phase=WorkloadPhase.UNSCHEDULABLE, placement=None, message=msg[:4096], conditions=conditions,
+            history=history))
         ctl.ledger.release(key)
         ctl.unschedulable.add(key)
         ctl.post_event(body, "Warning", event, msg)

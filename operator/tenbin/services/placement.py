@@ -18,13 +18,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tenbin.api import AIWorkload
+from tenbin.api import AIWorkload, ConditionStatus, Reason, WorkloadCondition, WorkloadPhase
 from tenbin.clusters.gateway import GatewayError
 from tenbin.services.conditions import parse_time
 from tenbin.services.ledger import tolerations_of
 from tenbin.services.member_objects import is_finished, member_object, member_ref
 from tenbin.services.migration_state import active_migration
 from tenbin.services.state import FINALIZER
+from tenbin.services.status import workload_status
 from tenbin.services.validation import first_error_parts, semantic_error
 from tenbin.services.world import World
 
@@ -89,17 +90,18 @@ class Placement:
                 self.w.ledger.reserve(key, chosen.cluster, chosen.model, decision.gpus, meta["uid"], wl.spec.gpu.count)
         status = body.get("status") or {}
         conditions = list(status.get("conditions") or [])
-        conditions = [c for c in conditions if c.get("type") != "Valid"]
+        conditions = [c for c in conditions if c.get("type") != WorkloadCondition.VALID]
         if chosen is None:
             message = decision.reason + self.w.ledger.node_fit_note(wl, reserved)
             self.w.unschedulable.add(key)
-            if status.get("phase") == "Unschedulable" and status.get("message") == message:
+            if status.get("phase") == WorkloadPhase.UNSCHEDULABLE and status.get("message") == message:
                 return  # nothing new to say: no write, no event
-            conditions = self.w.condition(conditions, "Scheduled", "False", "Unschedulable", message, generation)
-            patch = {"status": {"phase": "Unschedulable", "message": message, "conditions": conditions,
-                                "observedGeneration": generation}}
+            conditions = self.w.condition(conditions, WorkloadCondition.SCHEDULED, ConditionStatus.FALSE,
+                                          Reason.UNSCHEDULABLE, message, generation)
+            patch = workload_status(phase=WorkloadPhase.UNSCHEDULABLE, message=message, conditions=conditions,
+                                    observed_generation=generation)
             self.w.workloads[key] = await self.w.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
-            self.w.post_event(body, "Warning", "Unschedulable", message)
+            self.w.post_event(body, "Warning", Reason.UNSCHEDULABLE, message)
             self.w.metrics.placements.labels("unschedulable", _category(decision)).inc()
             if elsewhere:  # looked at again once its old copy is gone
                 self.w.retry(key, self.w.config.resync_seconds)
@@ -110,17 +112,18 @@ class Placement:
         pl = self.w.placement_dict(chosen.cluster, chosen.model, decision.gpus, chosen.score)
         message = f"placed on {chosen.cluster} ({chosen.model}, {chosen.price_base:g} {base}/GPU-h): " \
                   f"{decision.reason}"
-        conditions = self.w.condition(conditions, "Scheduled", "True", "Placed", message, generation)
-        history = self.w.history(status, "Scheduled", chosen.cluster, chosen.model, chosen.price_base, base)
-        patch = {"status": {"phase": "Scheduled", "placement": pl, "message": message[:4096],
-                            "conditions": conditions, "observedGeneration": generation, "history": history}}
+        conditions = self.w.condition(conditions, WorkloadCondition.SCHEDULED, ConditionStatus.TRUE, Reason.PLACED,
+                                      message, generation)
+        history = self.w.history(status, Reason.SCHEDULED, chosen.cluster, chosen.model, chosen.price_base, base)
+        patch = workload_status(phase=WorkloadPhase.SCHEDULED, placement=pl, message=message[:4096],
+                                conditions=conditions, observed_generation=generation, history=history)
         try:
             body = await self.w.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
         except BaseException:
             self.w.ledger.release(key)
             raise
         self.w.workloads[key] = body
-        self.w.post_event(body, "Normal", "Scheduled", message)
+        self.w.post_event(body, "Normal", Reason.SCHEDULED, message)
         self.w.metrics.placements.labels("placed", "fit").inc()
         try:
             await self._apply(key, body, chosen.cluster, generation, chosen.model)
@@ -170,7 +173,7 @@ class Placement:
         missing = st is not None and st.observation is not None and observed is None and (
             key not in self.w.applied_at or (st.last_ok or 0.0) > self.w.applied_at[key])
         if missing and key in self.w.applied_at:
-            self.w.post_event(body, "Warning", "CopyMissing",
+            self.w.post_event(body, "Warning", Reason.COPY_MISSING,
                             f"the copy in {cluster} is gone (deleted in the member, or the member was reset); "
                             "applying it again")
         if (st is None or st.observation is None) and key not in self.w.applied:
@@ -196,29 +199,29 @@ class Placement:
         # spec changed: does the current placement still satisfy the rules, and the request still fit?
         conflict = self.w.conflict(wl, cluster, placement.get("gpuModel"))
         conditions = list(status.get("conditions") or [])
-        patch: dict[str, Any] = {"observedGeneration": generation}
+        fields: dict[str, Any] = {"observed_generation": generation}
         if resized is not None:
-            patch["placement"] = {"gpus": wl.spec.total_gpus}
+            fields["placement"] = {"gpus": wl.spec.total_gpus}
+        conflict_type = WorkloadCondition.PLACEMENT_CONFLICT
         if conflict:
-            conditions = self.w.condition(conditions, "PlacementConflict", "True", "SpecChanged",
+            conditions = self.w.condition(conditions, conflict_type, ConditionStatus.TRUE, Reason.SPEC_CHANGED,
                                        f"the current placement on {cluster} no longer fits: {conflict}; "
                                        "it keeps running there until it is migrated", generation)
-            self.w.post_event(body, "Warning", "PlacementConflict", conflict)
+            self.w.post_event(body, "Warning", Reason.PLACEMENT_CONFLICT, conflict)
         elif resized:
-            conditions = self.w.condition(conditions, "PlacementConflict", "True", "InsufficientCapacity",
+            conditions = self.w.condition(conditions, conflict_type, ConditionStatus.TRUE, Reason.INSUFFICIENT_CAPACITY,
                                        f"{resized}; the pods that do not fit wait there and move with "
                                        "capacity failover (policy allowing)", generation)
-            self.w.post_event(body, "Warning", "PlacementConflict", resized)
+            self.w.post_event(body, "Warning", Reason.PLACEMENT_CONFLICT, resized)
         else:
-            conditions = self.w.condition(conditions, "PlacementConflict", "False", "Fits",
+            conditions = self.w.condition(conditions, conflict_type, ConditionStatus.FALSE, Reason.FITS,
                                        f"the placement on {cluster} still satisfies the spec", generation)
-        if template_changed and any(c.get("type") == "Applied" for c in conditions):
-            conditions = self.w.condition(conditions, "Applied", "True", "Applied",
+        if template_changed and any(c.get("type") == WorkloadCondition.APPLIED for c in conditions):
+            conditions = self.w.condition(conditions, WorkloadCondition.APPLIED, ConditionStatus.TRUE, Reason.APPLIED,
                                        f"generation {generation} applied on {cluster}", generation)
-        patch["conditions"] = conditions
         meta = body["metadata"]
         self.w.workloads[key] = await self.w.hub.patch_status(
-            "AIWorkload", meta["namespace"], meta["name"], {"status": patch})
+            "AIWorkload", meta["namespace"], meta["name"], workload_status(**fields, conditions=conditions))
 
     def _resize(self, key: str, body: Mapping[str, Any], wl: AIWorkload, cluster: str, model: str) -> str:
         """A changed `gpu.count` or `replicas`: reserve the new request; '' when its pods fit, else why not.
@@ -258,21 +261,21 @@ class Placement:
         not_served = e.status == 404
         if not_served:
             self.w.note_not_served(cluster, tmpl)
-            reason = "KindNotServed"
+            reason = Reason.KIND_NOT_SERVED
             text = f"{cluster} does not serve {tmpl.get('kind')} ({tmpl.get('apiVersion')}): spec.template.kind; " \
                 "trying the other clusters"
         else:
-            reason, text = "MemberRejected", f"{cluster} refused spec.template: {_member_message(e)}"
-        conditions = self.w.condition(list(status.get("conditions") or []), "Scheduled", "False", reason, text,
-                                   generation)
+            reason, text = Reason.MEMBER_REJECTED, f"{cluster} refused spec.template: {_member_message(e)}"
+        conditions = self.w.condition(list(status.get("conditions") or []), WorkloadCondition.SCHEDULED,
+                                      ConditionStatus.FALSE, reason, text, generation)
         if not not_served:
-            conditions = self.w.condition(conditions, "Valid", "False", reason, text, generation)
-        history = self.w.history(status, "Refused", cluster, None, None, None, text[:256], reason=reason)
-        patch: dict[str, Any] = {"status": {
-            "phase": "Pending" if not_served else "Failed", "placement": None, "message": text,
-            "conditions": conditions, "history": history, "observedGeneration": generation}}
-        if migration is not None:
-            patch["status"]["migration"] = dict(migration)
+            conditions = self.w.condition(conditions, WorkloadCondition.VALID, ConditionStatus.FALSE, reason, text,
+                                          generation)
+        history = self.w.history(status, Reason.REFUSED, cluster, None, None, None, text[:256], reason=reason)
+        moved = {"migration": dict(migration)} if migration is not None else {}
+        patch = workload_status(
+            phase=WorkloadPhase.PENDING if not_served else WorkloadPhase.FAILED, placement=None, message=text,
+            conditions=conditions, history=history, observed_generation=generation, **moved)
         self.w.workloads[key] = await self.w.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
         self.w.post_event(body, "Warning", reason, text)
         self.w.metrics.placements.labels("refused", reason).inc()
@@ -287,29 +290,29 @@ class Placement:
         meta, status = body["metadata"], body.get("status") or {}
         text = f"{cluster} refused the changed spec.template: {_member_message(e)}; the copy there keeps " \
                "the previous template (to change an immutable field, re-create the AIWorkload)"
-        conditions = self.w.condition(list(status.get("conditions") or []), "Applied", "False", "MemberRejected",
-                                   text, generation)
+        conditions = self.w.condition(list(status.get("conditions") or []), WorkloadCondition.APPLIED,
+                                      ConditionStatus.FALSE, Reason.MEMBER_REJECTED, text, generation)
         self.w.applied[key] = generation  # nothing more to do for this generation
         self.w.workloads[key] = await self.w.hub.patch_status(
             "AIWorkload", meta["namespace"], meta["name"],
-            {"status": {"conditions": conditions, "observedGeneration": generation, "message": text}})
-        self.w.post_event(body, "Warning", "MemberRejected", text)
+            workload_status(conditions=conditions, observed_generation=generation, message=text))
+        self.w.post_event(body, "Warning", Reason.MEMBER_REJECTED, text)
 
     async def _report_invalid(self, key: str, body: Mapping[str, Any], path: str, message: str) -> None:
         meta = body["metadata"]
         generation = int(meta.get("generation") or 0)
         status = body.get("status") or {}
         text = f"invalid spec: {path}: {message}"
-        valid = next((c for c in status.get("conditions") or [] if c.get("type") == "Valid"), None)
-        if valid and valid.get("status") == "False" and valid.get("observedGeneration") == generation:
+        valid = next((c for c in status.get("conditions") or [] if c.get("type") == WorkloadCondition.VALID), None)
+        if valid and valid.get("status") == ConditionStatus.FALSE and valid.get("observedGeneration") == generation:
             return  # already reported for this generation: no retry storm
-        conditions = self.w.condition(list(status.get("conditions") or []), "Valid", "False", "InvalidSpec",
-                                   text, generation)
+        conditions = self.w.condition(list(status.get("conditions") or []), WorkloadCondition.VALID,
+                                      ConditionStatus.FALSE, Reason.INVALID_SPEC, text, generation)
         self.w.workloads[key] = await self.w.hub.patch_status(
             "AIWorkload", meta["namespace"], meta["name"],
-            {"status": {"phase": "Failed" if not status.get("placement") else status.get("phase"),
-                        "message": text, "conditions": conditions, "observedGeneration": generation}})
-        self.w.post_event(body, "Warning", "InvalidSpec", text)
+            workload_status(phase=WorkloadPhase.FAILED if not status.get("placement") else status.get("phase"),
+                            message=text, conditions=conditions, observed_generation=generation))
+        self.w.post_event(body, "Warning", Reason.INVALID_SPEC, text)
         self.w.metrics.invalid_specs.labels(path).inc()
 
     async def finalize(self, key: str, body: dict[str, Any]) -> None:
@@ -332,7 +335,7 @@ class Placement:
                 if self.w.within_delete_grace(meta):
                     self.w.retry(key, self.w.config.resync_seconds)
                     return
-                self.w.post_event(body, "Warning", "MemberUnreachable",
+                self.w.post_event(body, "Warning", Reason.MEMBER_UNREACHABLE,
                                 f"could not delete the object in {cluster} ({e}); released the AIWorkload after "
                                 f"{self.w.config.delete_grace_seconds:g}s; the copy is removed when {cluster} is back")
         fins.remove(FINALIZER)
@@ -348,8 +351,8 @@ class Placement:
 
 def _refused_before(status: Mapping[str, Any], generation: int) -> bool:
     """Valid=False for an older generation: the spec changed since it was refused."""
-    return any(c.get("type") == "Valid" and c.get("status") == "False" and c.get("observedGeneration") != generation
-               for c in status.get("conditions") or [])
+    return any(c.get("type") == WorkloadCondition.VALID and c.get("status") == ConditionStatus.FALSE
+               and c.get("observedGeneration") != generation for c in status.get("conditions") or [])
 
 def _member_message(e: GatewayError) -> str:
     """The member's own words for a refusal (its Status message names the field), bounded: the values it

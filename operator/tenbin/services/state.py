@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenbin.api import GPUCluster
+from tenbin.api import ClusterPhase, ClusterReason, GPUCluster
 from tenbin.clusters.gateway import ClusterGateway, MemberObservation
 from tenbin.inventory.telemetry import PrometheusTelemetrySource
 
@@ -30,8 +30,8 @@ class ClusterState:
     gateway: ClusterGateway | None = None
     gateway_key: str | None = None
     observation: MemberObservation | None = None
-    phase: str = "Unknown"
-    reason: str = "NotYetObserved"
+    phase: ClusterPhase = ClusterPhase.UNKNOWN
+    reason: ClusterReason = ClusterReason.NOT_YET_OBSERVED
     message: str = "not yet observed"
     last_ok: float | None = None
     first_failure: float | None = None

@@ -29,6 +29,7 @@ from tenbin.services.metrics import Metrics
 from tenbin.services.migration_state import FENCED_ANNOTATION, active_migration
 from tenbin.services.settings import Config
 from tenbin.services.state import ClusterState, GatewayFactory, PostEvent
+from tenbin.services.status import workload_status
 from tenbin.services.validation import first_error
 
 log = logging.getLogger("tenbin")
@@ -42,7 +43,7 @@ class World:
         self.hub = hub
         self.clock = clock
         self.gateway_factory = gateway_factory
-        self.post_event = post_event
+        self.post_event = _plain_reasons(post_event)
         self.config = config or Config()
         self.metrics = metrics or Metrics()
         self.clusters: dict[str, ClusterState] = {}
@@ -261,12 +262,13 @@ class World:
               "runs once"
         return {name: why for name in self.clusters if len(holding) > 1 or name != holding[0]}
 
-    async def write_status(self, key: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-        """Merge `status` into the AIWorkload's status; False (logged, retried by the next round) on failure."""
+    async def write_status(self, key: str, body: Mapping[str, Any], **fields: Any) -> bool:
+        """Merge the status `fields` (AIWorkloadStatus names, see `status.workload_status`) into the
+        AIWorkload's status; False (logged, retried by the next round) on failure."""
         meta = body["metadata"]
+        patch = workload_status(**fields)
         try:
-            self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"],
-                                                              {"status": dict(status)})
+            self.workloads[key] = await self.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
         except GatewayError as e:
             log.warning("status of %s: %s", key, e)
             return False
@@ -290,3 +292,10 @@ class World:
         now = self.clock.monotonic()
         for key in self.unschedulable:
             self.retry_at[key] = min(self.retry_at.get(key, now), now)
+
+
+def _plain_reasons(post_event: PostEvent) -> PostEvent:
+    """`post_event` handed the reason as a plain string (the services pass `Reason` members)."""
+    def post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        post_event(body, type_, str(reason), message)
+    return post
