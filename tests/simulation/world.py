@@ -160,6 +160,8 @@ class Simulation:
             nodes = [Node(f"{name}-n{j}", self._product(model), self.rng.choice([4, 8]))
                      for j in range(self.rng.randint(1, 3))]
             served = SERVED_KINDS if self.rng.random() < 0.8 else SERVED_KINDS - {("apps/v1", "Deployment")}
+            if self.rng.random() < 0.3:  # a member without the JobSet and LeaderWorkerSet add-ons
+                served -= {("jobset.x-k8s.io/v1alpha2", "JobSet"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
             self.members[name] = MemoryMember(name, nodes, random.Random(self.rng.random()), served=served,
                                               bind_chance=self.rng.choice([1.0, 0.6, 0.3]))
             usd = tier == "Hyperscaler"
@@ -234,24 +236,33 @@ class Simulation:
     def _new_workload(self) -> str:
         name = f"w{next(self.names)}"
         classification = self.rng.choice(["Restricted", "Confidential", "Internal", "Public", "Public"])
-        kind = self.rng.choice(["Job", "Job", "Job", "Deployment", "Deployment", "ReplicationController"])
+        kind = self.rng.choice(["Job", "Job", "Job", "Deployment", "Deployment", "JobSet", "LeaderWorkerSet"])
         per_pod = self.rng.choice([1, 1, 2, 4, 8])
         replicas = self.rng.choice([1, 1, 1, 2, 3])
         pod: dict[str, Any] = {"metadata": {"labels": {"app": name}, "annotations": {}},
                                "spec": {"containers": [{"name": "main", "image": "registry.example.com/x:1",
                                                         "resources": {"limits": {"nvidia.com/gpu": per_pod}}}]}}
-        if kind == "Job":
+        if kind in ("Job", "JobSet"):
             pod["spec"]["restartPolicy"] = "Never"
             pod["metadata"]["annotations"][RUN_ANNOTATION] = str(self.rng.randint(3, 40))
+        if kind == "Job":
             template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
                         "spec": {"parallelism": replicas, "completions": replicas, "backoffLimit": 0,
                                  "template": pod}}
         elif kind == "Deployment":
             template = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
                         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": pod}}
-        else:  # a kind Tenbin has no adapter for: its pods must still be counted once
-            template = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": name},
-                        "spec": {"replicas": replicas, "selector": {"app": name}, "template": pod}}
+        elif kind == "JobSet":  # a CPU-only launcher beside the GPU workers: only the workers' GPUs count
+            launcher = copy.deepcopy(pod)
+            del launcher["spec"]["containers"][0]["resources"]
+            template = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": name},
+                        "spec": {"replicatedJobs": [
+                            {"name": "launcher", "replicas": 1, "template": {"spec": {"template": launcher}}},
+                            {"name": "workers", "replicas": replicas, "template": {"spec": {"template": pod}}}]}}
+        else:  # one group of a leader and replicas-1 workers, all from the worker template
+            template = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+                        "metadata": {"name": name},
+                        "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": replicas, "workerTemplate": pod}}}
         residency: dict[str, Any] = {"dataClassification": classification}
         if self.rng.random() < 0.3:
             residency["jurisdictions"] = [self.rng.choice(["JP", "US"])]
@@ -397,6 +408,11 @@ class Simulation:
                 continue
             for p in m.live_pods():
                 uid = (p["metadata"].get("labels") or {}).get(UID_LABEL)
+                owner = m.objects.get(p["_owner"]) if p.get("_owner") else None
+                want = ((owner or {}).get("metadata", {}).get("labels") or {}).get(UID_LABEL)
+                if want and uid != want:  # its GPUs would count as a stranger's use while still reserved
+                    raise self._broken(f"pod {p['metadata']['name']} of {p['_owner']} in {name} is not attributable "
+                                       "to its AIWorkload (no workload label): its GPUs are counted twice")
                 w = by_uid.get(uid or "")
                 if w is not None and w["spec"]["template"]["kind"] == "Job":
                     copies.setdefault(uid or "", set()).add(name)

@@ -128,8 +128,10 @@ def test_no_service_writes_a_literal_phase_condition_or_reason() -> None:
 def test_every_phase_read_from_a_member_names_a_reason() -> None:
     """member_sync posts `Reason(phase)` for the phase `observed_phase` returns: each must be a Reason."""
     tree = ast.parse((SERVICES / "member_objects.py").read_text())
-    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "observed_phase")
-    phases = {WorkloadPhase[n.attr] for n in ast.walk(fn)
+    readers = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "observed_phase"]
+    kinds = ast.parse((SERVICES.parent / "kinds.py").read_text())  # the kinds' own status readers
+    readers += [n for n in ast.walk(kinds) if isinstance(n, ast.FunctionDef) and n.name.endswith("_phase")]
+    phases = {WorkloadPhase[n.attr] for fn in readers for n in ast.walk(fn)
               if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "WorkloadPhase"}
     assert phases == {WorkloadPhase.SCHEDULED, WorkloadPhase.RUNNING, WorkloadPhase.SUCCEEDED, WorkloadPhase.FAILED}
     assert all(Reason(p) for p in phases)

@@ -44,10 +44,13 @@ from tenbin.inventory.model import (
     pod_gpu_request,
     tolerates,
 )
+from tenbin.kinds import KINDS, get_in
 
 Json = dict[str, Any]
 SERVED_KINDS = frozenset({("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
-                          ("apps/v1", "ReplicaSet"), ("v1", "Pod"), ("v1", "ReplicationController")})
+                          ("apps/v1", "ReplicaSet"), ("v1", "Pod"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
+                          ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")})
+"""Kubernetes' own kinds and two add-ons (a member without the add-ons is made with a smaller set)."""
 RUN_ANNOTATION = "sim.tenbin.io/run-ticks"  # on a pod template: a Job pod succeeds after this many ticks
 
 
@@ -347,28 +350,37 @@ class MemoryMember:
         return pod.get("_owner")
 
     def _templates(self, obj: Json) -> list[tuple[Json, int]]:
-        """(pod template, pods wanted) of an object."""
+        """(pod template, pods wanted now) of an object, per pod template of its kind (`tenbin.kinds`)."""
         kind, spec = obj["kind"], obj.get("spec") or {}
+        ref = ObjectRef.of(obj)
         if kind == "Pod":
             return [({"metadata": obj["metadata"], "spec": spec}, 1)]
         if kind == "Job":
             done = sum(1 for p in self.pods.values()
-                       if self._owner(p) == ObjectRef.of(obj) and p["status"]["phase"] == "Succeeded")
+                       if self._owner(p) == ref and p["status"]["phase"] == "Succeeded")
             left = int(spec.get("completions") or 1) - done
             return [(spec["template"], max(0, min(int(spec.get("parallelism") or 1), left)))]
-        if "template" in spec:
-            return [(spec["template"], int(spec.get("replicas", 1)))]
-        return []
+        known = KINDS.get(kind)
+        if known is None:
+            return []
+        out = []
+        for i, group in enumerate(known.pod_groups(obj)):
+            want = group.pods
+            if not known.long_running:  # run-once: a pod that succeeded is not made again
+                want -= sum(1 for p in self.pods.values() if self._owner(p) == ref and p.get("_group") == i
+                            and p["status"]["phase"] == "Succeeded")
+            out.append((get_in(obj, group.path), max(0, want)))
+        return out
 
     def _reconcile(self, ref: ObjectRef) -> None:
         obj = self.objects[ref]
         if obj["metadata"].get("deletionTimestamp"):
             return  # being deleted: its controller makes no more pods
-        if ref.kind == "Job" and any(c.get("type") in ("Complete", "Failed")
-                                     for c in (obj.get("status") or {}).get("conditions") or []):
+        if any(c.get("type") in ("Complete", "Completed", "Failed") and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or []):
             return
-        for template, want in self._templates(obj):
-            mine = [k for k, p in self.pods.items() if self._owner(p) == ref
+        for group, (template, want) in enumerate(self._templates(obj)):
+            mine = [k for k, p in self.pods.items() if self._owner(p) == ref and p.get("_group", 0) == group
                     and p["status"]["phase"] not in TERMINAL_POD_PHASES]
             for key in mine[want:]:
                 del self.pods[key]
@@ -378,9 +390,10 @@ class MemoryMember:
                 pod = {"apiVersion": "v1", "kind": "Pod",
                        "metadata": {**meta, "name": name, "namespace": ref.namespace},
                        "spec": copy.deepcopy(template.get("spec") or {}), "status": {"phase": "Pending"},
-                       "_owner": ref}
+                       "_owner": ref, "_group": group}
                 run = (meta.get("annotations") or {}).get(RUN_ANNOTATION)
-                pod["_ticks_left"] = int(run) if run and ref.kind == "Job" else None
+                run_once = ref.kind in KINDS and not KINDS[ref.kind].long_running
+                pod["_ticks_left"] = int(run) if run and run_once else None
                 self.pods[(ref.namespace, name)] = pod
 
     def _used(self) -> dict[str, int]:
@@ -428,6 +441,24 @@ class MemoryMember:
         elif ref.kind == "Pod":
             pod = pods[0] if pods else None
             obj["status"] = {"phase": pod["status"]["phase"]} if pod else {"phase": "Pending"}
+        elif ref.kind == "JobSet":  # as the JobSet controller reports it: per replicated job, jobs ready
+            status = {"replicatedJobsStatus": []}
+            finished = True
+            for i, (group, rj) in enumerate(zip(KINDS["JobSet"].pod_groups(obj), obj["spec"]["replicatedJobs"],
+                                                strict=True)):
+                mine = [p for p in pods if p.get("_group") == i]
+                ok = sum(1 for p in mine if p["status"]["phase"] in ("Running", "Succeeded"))
+                finished &= sum(1 for p in mine if p["status"]["phase"] == "Succeeded") >= group.pods
+                jobs = int(rj.get("replicas") or 1)
+                status["replicatedJobsStatus"].append(
+                    {"name": rj["name"], "ready": jobs if ok >= group.pods else 0, "active": jobs})
+            if finished:
+                status["conditions"] = [{"type": "Completed", "status": "True", "reason": "AllJobsCompleted"}]
+            obj["status"] = status
+        elif ref.kind == "LeaderWorkerSet":  # groups ready once all their pods run
+            want = sum(g.pods for g in KINDS["LeaderWorkerSet"].pod_groups(obj))
+            groups = int((obj.get("spec") or {}).get("replicas") or 1)
+            obj["status"] = {"replicas": groups, "readyReplicas": groups if running >= want else 0}
         else:
             obj["status"] = {"replicas": len(pods), "readyReplicas": running}
 

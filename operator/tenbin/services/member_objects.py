@@ -24,15 +24,10 @@ from tenbin.clusters.gateway import (
 )
 from tenbin.gpumodels import canonical_model, product_labels
 from tenbin.inventory.model import PRODUCT_LABEL, TENBIN_TOLERATIONS, pod_gpu_request
-from tenbin.kinds import KINDS
+from tenbin.kinds import KINDS, get_in, render_path
 
 CLUSTER_ANNOTATION = "tenbin.io/cluster"
 
-# Kubernetes' own vocabulary, read from the member's objects (not Tenbin's status: see tenbin.api)
-POD_PENDING, POD_RUNNING, POD_SUCCEEDED, POD_FAILED = "Pending", "Running", "Succeeded", "Failed"  # Pod phases
-JOB_COMPLETE, JOB_SUCCESS_CRITERIA_MET = "Complete", "SuccessCriteriaMet"  # batch/v1 Job condition types
-JOB_FAILED, JOB_FAILURE_TARGET = "Failed", "FailureTarget"
-CONDITION_TRUE = "True"  # the status of a member object's condition that holds
 FINISHED = (WorkloadPhase.SUCCEEDED, WorkloadPhase.FAILED)
 
 
@@ -96,12 +91,7 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
         HUB_ANNOTATION: f"{om['namespace']}/{meta['name']}",
         CLUSTER_ANNOTATION: cluster,
     }
-    if obj.get("kind") == "Pod":
-        templates = [obj]
-    elif (known := KINDS.get(str(obj.get("kind")))) is not None:
-        templates = [_at(obj, known.pod_template)]
-    else:
-        templates = pod_templates(obj.get("spec"))
+    templates = pod_templates(obj)
     for tmpl in templates:
         tm = tmpl.setdefault("metadata", {})
         tm["labels"] = {**(tm.get("labels") or {}), UID_LABEL: meta["uid"]}
@@ -119,33 +109,25 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
     return obj
 
 
-def _at(obj: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    """The dict at `path` inside `obj`, made on the way when missing."""
-    node = obj
-    for key in path:
-        node = node.setdefault(key, {})
-    return node
+def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod templates of a member object of a known kind (see `tenbin.kinds`), to label, pin and annotate:
+    labelling them is how the member's pods become attributable to their AIWorkload, so their GPUs are
+    counted once. Empty for a kind Tenbin does not know (validation refuses those before they get here)."""
+    known = KINDS.get(str(obj.get("kind")))
+    if known is None:
+        return []
+    found = [get_in(obj, g.path) if g.path else obj for g in known.pod_groups(obj)]
+    return [t for t in found if isinstance(t, dict)]
 
 
-def pod_templates(node: Any, depth: int = 0) -> list[dict[str, Any]]:
-    """Every PodTemplateSpec inside an object of any kind: a dict under a `template` key whose `spec` has
-    `containers` (a CronJob's job template, a JobSet's replicated jobs, a RayJob's head and worker groups,
-    a LeaderWorkerSet's leader and worker templates...). Labelling them is how the member's pods of every
-    kind become attributable to their AIWorkload, so their GPUs are counted once."""
-    out: list[dict[str, Any]] = []
-    if depth > 12:
-        return out
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "template" and isinstance(value, dict) and isinstance(
-                    (value.get("spec") or {}).get("containers"), list):
-                out.append(value)
-            else:
-                out += pod_templates(value, depth + 1)
-    elif isinstance(node, list):
-        for item in node:
-            out += pod_templates(item, depth + 1)
-    return out
+def annotate_pods(obj: dict[str, Any], annotations: Mapping[str, str]) -> None:
+    """Put `annotations` on the object and on every pod template of it (a resumed run reads them from either)."""
+    obj.setdefault("metadata", {}).setdefault("annotations", {}).update(annotations)
+    for tmpl in pod_templates(obj):
+        if tmpl is obj:
+            continue
+        tm = tmpl.setdefault("metadata", {})
+        tm["annotations"] = {**(tm.get("annotations") or {}), **annotations}
 
 
 def member_ref(workload: Mapping[str, Any]) -> ObjectRef:
@@ -155,49 +137,27 @@ def member_ref(workload: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(tmpl["apiVersion"], tmpl["kind"], meta.get("namespace", "default"), name)
 
 
-def _condition(obj: Mapping[str, Any], type_: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == CONDITION_TRUE
-               for c in (obj.get("status") or {}).get("conditions") or [])
-
-
 def observed_phase(observed: ObservedObject) -> tuple[WorkloadPhase, str]:
-    """(phase, message) of an AIWorkload from its member object: Scheduled, Running, Succeeded, Failed."""
+    """(phase, message) of an AIWorkload from its member object: Scheduled, Running, Succeeded, Failed.
+
+    Running / Succeeded / Failed come from the kind's own status as `tenbin.kinds` reads it; a kind whose
+    status means nothing Tenbin knows (a DaemonSet) is Running once its labelled pods are all bound."""
     obj = observed.body
     kind = observed.ref.kind
-    status = obj.get("status") or {}
-    phase_from = KINDS[kind].phase_from if kind in KINDS else "pods"
-    if phase_from == "job":
-        if _condition(obj, JOB_COMPLETE) or _condition(obj, JOB_SUCCESS_CRITERIA_MET):
-            return WorkloadPhase.SUCCEEDED, f"Job completed ({status.get('succeeded', 0)} succeeded)"
-        if _condition(obj, JOB_FAILED) or _condition(obj, JOB_FAILURE_TARGET):
-            return WorkloadPhase.FAILED, f"Job failed ({status.get('failed', 0)} failed pods)"
-        if (status.get("active") or 0) > 0 and (status.get("ready") or 0) > 0:
-            return WorkloadPhase.RUNNING, f"{status.get('ready')} pod(s) running"
-        if observed.pods_unschedulable:
-            return WorkloadPhase.SCHEDULED, f"{observed.pods_unschedulable} pod(s) unschedulable in the member"
-        return WorkloadPhase.SCHEDULED, "waiting for pods to start in the member"
-    if phase_from == "replicas":
-        want = (obj.get("spec") or {}).get("replicas", 1)
-        ready = status.get("readyReplicas") or 0
-        if want == 0 or ready >= want:
-            return WorkloadPhase.RUNNING, f"{ready}/{want} replicas ready"
-        if observed.pods_unschedulable:
-            return WorkloadPhase.SCHEDULED, \
-                f"{ready}/{want} replicas ready; {observed.pods_unschedulable} pod(s) unschedulable"
-        return WorkloadPhase.SCHEDULED, f"{ready}/{want} replicas ready"
-    if kind == "Pod":
-        pod_phase = status.get("phase") or POD_PENDING
-        if pod_phase in (POD_SUCCEEDED, POD_FAILED):
-            done = WorkloadPhase.SUCCEEDED if pod_phase == POD_SUCCEEDED else WorkloadPhase.FAILED
-            return done, f"Pod {pod_phase.lower()}"
-        if pod_phase == POD_RUNNING:
-            return WorkloadPhase.RUNNING, "pod running"
-    elif observed.pods_bound_gpus > 0 and observed.pods_pending == 0:
-        # any other kind: what its labelled pods show (its own status has no meaning Tenbin knows)
-        return WorkloadPhase.RUNNING, f"{kind}: its pods are bound ({observed.pods_bound_gpus} GPUs)"
+    known = KINDS.get(kind)
+    read = known.phase(obj) if known is not None and known.phase is not None else None
+    if read is None and (known is None or known.phase is None) and observed.pods_bound_gpus > 0 \
+            and observed.pods_pending == 0:
+        read = WorkloadPhase.RUNNING, f"{kind}: its pods are bound ({observed.pods_bound_gpus} GPUs)"
+    if read is not None and read[0] != WorkloadPhase.SCHEDULED:
+        return read
+    progress = f"{read[1]}; " if read is not None else ""
+    if known is not None and known.suspended(obj):
+        where = render_path(known.suspend or ())
+        return WorkloadPhase.SCHEDULED, f"{progress}{kind} is suspended in the member ({where})"
     if observed.pods_unschedulable:
-        return WorkloadPhase.SCHEDULED, f"{kind}: {observed.pods_unschedulable} pod(s) unschedulable in the member"
-    return WorkloadPhase.SCHEDULED, f"{kind} exists in the member; waiting for its pods"
+        return WorkloadPhase.SCHEDULED, f"{progress}{observed.pods_unschedulable} pod(s) unschedulable in the member"
+    return WorkloadPhase.SCHEDULED, progress + (f"waiting for the {kind}'s pods to start in the member")
 
 
 def is_finished(phase: str | None) -> bool:

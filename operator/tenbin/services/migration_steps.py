@@ -21,7 +21,7 @@ from tenbin.clusters.gateway import GatewayError
 from tenbin.kinds import MAKE_BEFORE_BREAK
 from tenbin.services.conditions import now_iso, parse_time
 from tenbin.services.ledger import MOVE
-from tenbin.services.member_objects import member_object, member_ref, observed_phase, workload_key
+from tenbin.services.member_objects import annotate_pods, member_object, member_ref, observed_phase, workload_key
 from tenbin.services.migration_state import (
     CHECKPOINT,
     CHECKPOINT_DONE,
@@ -214,12 +214,7 @@ class MoveSteps:
         model = m.get("gpuModel")
         obj = member_object(body, m["to"], model, inv.products(model) if inv is not None and model else None)
         if obj.get("kind") not in MAKE_BEFORE_BREAK:
-            hints = {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"}
-            obj["metadata"]["annotations"].update(hints)
-            tmpl = obj.get("spec", {}).get("template")
-            if isinstance(tmpl, dict):
-                tm = tmpl.setdefault("metadata", {})
-                tm["annotations"] = {**(tm.get("annotations") or {}), **hints}
+            annotate_pods(obj, {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"})
         try:
             await st.gateway.apply(obj)
         except GatewayError as e:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from tenbin.api.objects import field_path
 from tenbin.inventory.model import pod_gpu_request
-from tenbin.kinds import KINDS
+from tenbin.kinds import KINDS, get_in, render_path
 from tenbin.scheduling.inputs import EffectivePolicy
 
 
@@ -33,27 +33,41 @@ def semantic_error(body: Mapping[str, Any], policy: EffectivePolicy) -> tuple[st
         return ("spec.budget.currency",
                 f"no exchange rate from {budget['currency']} to {policy.base_currency} in PlacementPolicy default")
 
-    known = KINDS.get(str(tmpl.get("kind")))
-    path = known.pod_template if known is not None else None
-    if path is None:
-        return None
-    pod_tmpl: Any = tmpl
-    for k in path:
-        pod_tmpl = (pod_tmpl or {}).get(k)
-    if not isinstance(pod_tmpl, Mapping):
-        return None
-    per_pod = pod_gpu_request(pod_tmpl)
-    want = int((spec.get("gpu") or {}).get("count") or 0)
-    field = "spec.template." + ".".join(path) + ".spec.containers[].resources.limits[nvidia.com/gpu]"
-    if per_pod and per_pod != want:
-        return (field, f"the pods ask for {per_pod} nvidia.com/gpu each but spec.gpu.count is {want}")
-    tspec = tmpl.get("spec") or {}
-    pods = tspec.get("parallelism", 1) if tmpl.get("kind") == "Job" else tspec.get("replicas", 1)
-    replicas = int(spec.get("replicas") or 1)
-    if isinstance(pods, int) and pods > replicas:
-        which = "parallelism" if tmpl.get("kind") == "Job" else "replicas"
-        return (f"spec.template.spec.{which}",
-                f"runs {pods} pods at once but spec.replicas is {replicas}: Tenbin would reserve too few GPUs")
+    return template_error(tmpl, int((spec.get("gpu") or {}).get("count") or 0), int(spec.get("replicas") or 1))
+
+
+def template_error(tmpl: Mapping[str, Any], per_replica: int, replicas: int) -> tuple[str, str] | None:
+    """The template must be of a kind Tenbin knows (`tenbin.kinds`), and its pods must ask for what the
+    AIWorkload reserves: every pod that asks for GPUs asks for spec.gpu.count, and no more than spec.replicas
+    of them run at once."""
+    kind, api_version = tmpl.get("kind"), tmpl.get("apiVersion")
+    known = KINDS.get(str(kind))
+    if known is None:
+        return ("spec.template.kind", f"Tenbin does not know how many GPUs a {kind} uses or what its status means; "
+                f"use one of {', '.join(sorted(KINDS))}")
+    if api_version != known.api_version:
+        return ("spec.template.apiVersion", f"a {kind} is {known.api_version} here, not {api_version}")
+    if kind == "RayJob" and get_in(tmpl, ("spec", "rayClusterSpec", "enableInTreeAutoscaling")) is True:
+        return ("spec.template.spec.rayClusterSpec.enableInTreeAutoscaling",
+                "an autoscaled RayCluster may grow past the GPUs Tenbin reserves; set it false and size the "
+                "worker groups (replicas)")
+    gpu_pods, gpu_groups = 0, []
+    for group in known.pod_groups(tmpl):
+        pod_tmpl = get_in(tmpl, group.path) if group.path else tmpl
+        per_pod = pod_gpu_request(pod_tmpl) if isinstance(pod_tmpl, Mapping) else 0
+        if not per_pod:
+            continue
+        where = "spec.template" + (f".{render_path(group.path)}" if group.path else "")
+        if per_pod != per_replica:
+            return (f"{where}.spec.containers[].resources.limits[nvidia.com/gpu]",
+                    f"the pods ask for {per_pod} nvidia.com/gpu each but spec.gpu.count is {per_replica}")
+        gpu_pods += group.pods
+        gpu_groups.append(group)
+    if gpu_pods > replicas:
+        one = gpu_groups[0].count if len(gpu_groups) == 1 else None
+        return ("spec.template." + render_path(one) if one else "spec.replicas",
+                f"the {kind} runs {gpu_pods} GPU pods at once but spec.replicas is {replicas}: "
+                "Tenbin would reserve too few GPUs")
     return None
 
 
