@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from tenbin.testbed import addons
 from tenbin.testbed.binaries import TestbedError
 from tenbin.testbed.fleet import HUB, SYSTEM_NAMESPACE, Fleet, load_fleet
 from tenbin.testbed.karmada import Karmada
@@ -41,6 +42,14 @@ def dev_up(files: list[str] | None, state_dir: str | None, hub_only: bool = Fals
             print("tenbin dev: and a Karmada control plane; the members join it in Push mode")
         started = Fleet.load(sd) is None
         fleet = Fleet.up(members, sd, log=print, hub_only=hub_only)
+        try:
+            for m in members:
+                addons.install(fleet, m.name, addons.parse_addons(",".join(m.addons), f"GPUCluster {m.name}"))
+        except BaseException:
+            if started:
+                with contextlib.suppress(TestbedError):
+                    fleet.down()
+            raise
         if karmada:
             try:
                 Karmada.up(fleet, print)

@@ -65,6 +65,12 @@ class MemberSpec:
     tier: str
     jurisdiction: str
     gpus: tuple[GPUSpec, ...]
+    addons: tuple[str, ...] = ()
+    """AI workload controllers to run in it (`tenbin.testbed.addons`), from its `testbed.tenbin.io/addons`
+    annotation."""
+
+
+ADDONS_ANNOTATION = "testbed.tenbin.io/addons"
 
 
 def _yaml_files(path: Path) -> list[Path]:
@@ -120,7 +126,9 @@ def _member_from_doc(f: Path, doc: dict[str, Any]) -> MemberSpec:
             ) from None
         if gpus[-1].count < 0:
             raise TestbedError(f"{f}: GPUCluster {name}: spec.gpus[{i}].count: must be >= 0")
-    return MemberSpec(name, tier, jurisdiction, tuple(gpus))
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    addons = tuple(a.strip() for a in str(annotations.get(ADDONS_ANNOTATION) or "").split(",") if a.strip())
+    return MemberSpec(name, tier, jurisdiction, tuple(gpus), addons)
 
 
 # ---------------------------------------------------------------------------------------------- state

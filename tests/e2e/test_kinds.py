@@ -1,0 +1,213 @@
+"""The AI workload kinds end to end, on their real controllers built from Go modules (tenbin.testbed.addons):
+JobSet, LeaderWorkerSet, KubeRay's RayJob and Kubeflow's PyTorchJob, on KWOK pods.
+
+The on-prem member serves all four, the sovereign one JobSet and LeaderWorkerSet, the US one none."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from operator_harness import OperatorProcess, aiw, apply, hub_json, member_pods
+from tenbin.testbed import addons
+from tenbin.testbed.fleet import Fleet, wait_until
+
+ONPREM, SOVEREIGN, US = "t-onprem-jp", "t-sovereign-jp", "t-hyperscaler-us"
+SERVES = {ONPREM: ["jobset", "lws", "kuberay", "training-operator"], SOVEREIGN: ["jobset", "lws"]}
+CHEAPEST = {"weights": {"price": 1}}
+
+
+@pytest.fixture(scope="module")
+def controllers(operator: OperatorProcess) -> Iterator[Fleet]:
+    fleet = operator.fleet
+    try:
+        for member, names in SERVES.items():
+            addons.install(fleet, member, names, log=lambda _m: None)
+        yield fleet
+    finally:
+        for member, names in SERVES.items():
+            addons.uninstall(fleet, member, names)
+
+
+def pod(gpus: int, run_seconds: int | None = None) -> dict[str, Any]:
+    # KWOK completes a Job's pod after a delay drawn between delay and jitter-delay: pin both
+    annotations = {"pod-complete.stage.kwok.x-k8s.io/delay": f"{run_seconds}s",
+                   "pod-complete.stage.kwok.x-k8s.io/jitter-delay": f"{run_seconds}s"} if run_seconds else {}
+    container: dict[str, Any] = {"name": "main", "image": "registry.example.com/train:1"}
+    if gpus:
+        container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
+    return {"metadata": {"annotations": annotations}, "spec": {"restartPolicy": "Never", "containers": [container]}}
+
+
+def jobset(name: str, workers: int, run_seconds: int | None = None) -> dict[str, Any]:
+    """A CPU-only coordinator and `workers` one-GPU workers."""
+    return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": name},
+            "spec": {"replicatedJobs": [
+                {"name": "coordinator", "replicas": 1, "template": {"spec": {"template": pod(0, run_seconds)}}},
+                {"name": "workers", "replicas": workers,
+                 "template": {"spec": {"backoffLimit": 0, "template": pod(1, run_seconds)}}}]}}
+
+
+def lws(name: str, size: int, gpus: int) -> dict[str, Any]:
+    worker = pod(gpus)
+    del worker["spec"]["restartPolicy"]
+    return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": name},
+            "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": size, "workerTemplate": worker}}}
+
+
+def pytorchjob(name: str) -> dict[str, Any]:
+    role = {"replicas": 1, "restartPolicy": "OnFailure", "template": pod(1)}
+    role["template"]["spec"]["containers"][0]["name"] = "pytorch"  # the operator looks for this container
+    del role["template"]["spec"]["restartPolicy"]
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": name},
+            "spec": {"pytorchReplicaSpecs": {"Master": role, "Worker": json.loads(json.dumps(role))}}}
+
+
+def rayjob(name: str) -> dict[str, Any]:
+    head, worker = pod(0), pod(1)
+    for p, c in ((head, "ray-head"), (worker, "ray-worker")):
+        del p["spec"]["restartPolicy"]
+        p["spec"]["containers"][0]["name"] = c
+    return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": name},
+            "spec": {"entrypoint": "python /home/ray/job.py", "rayClusterSpec": {
+                "headGroupSpec": {"rayStartParams": {}, "template": head},
+                "workerGroupSpecs": [{"groupName": "gpu", "replicas": 1, "minReplicas": 1, "maxReplicas": 1,
+                                      "rayStartParams": {}, "template": worker}]}}}
+
+
+def workload(name: str, template: dict[str, Any], gpus: int, replicas: int, tiers: list[str],
+             migration: str = "OnFailure") -> dict[str, Any]:
+    return {"apiVersion": "tenbin.io/v1alpha1", "kind": "AIWorkload", "metadata": {"name": name},
+            "spec": {"gpu": {"count": gpus}, "replicas": replicas,
+                     "residency": {"dataClassification": "Internal", "tiers": tiers},
+                     "placement": CHEAPEST, "migration": {"policy": migration}, "template": template}}
+
+
+def status(fleet: Fleet, ns: str, name: str) -> dict[str, Any]:
+    return dict(aiw(fleet, ns, name).get("status") or {})
+
+
+def phase_on(fleet: Fleet, ns: str, name: str, phase: str, cluster: str) -> bool:
+    st = status(fleet, ns, name)
+    return st.get("phase") == phase and (st.get("placement") or {}).get("cluster") == cluster
+
+
+def member_objects(fleet: Fleet, member: str, ns: str, resource: str) -> list[dict[str, Any]]:
+    res = fleet.kubectl("get", resource, "-n", ns, "-o", "json", cluster=member, check=False, timeout=10)
+    if res.returncode != 0:
+        raise ConnectionError(f"kubectl get {resource} in {member}: {res.stderr.strip()[:300]}")
+    return list(json.loads(res.stdout)["items"])
+
+
+def uid_of(fleet: Fleet, ns: str, name: str) -> str:
+    return str(aiw(fleet, ns, name)["metadata"]["uid"])
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_a_jobset_runs_to_succeeded_with_every_pod_attributed(controllers: Fleet, ns: str) -> None:
+    fleet = controllers
+    apply(fleet, ns, workload("pretrain", jobset("pretrain", workers=2, run_seconds=3), gpus=1, replicas=2,
+                              tiers=["OnPrem"]))
+    wait_until("pretrain Succeeded on-prem", lambda: phase_on(fleet, ns, "pretrain", "Succeeded", ONPREM),
+               timeout=120)
+    [js] = member_objects(fleet, ONPREM, ns, "jobsets")
+    assert js["status"].get("terminalState") == "Completed"  # the JobSet controller's own verdict
+    pods = member_pods(fleet, ONPREM, ns)
+    assert len(pods) == 3  # the coordinator and two workers, from two replicated jobs
+    assert {p["metadata"]["labels"].get("tenbin.io/workload-uid") for p in pods} == {uid_of(fleet, ns, "pretrain")}
+    assert "JobSet completed" in status(fleet, ns, "pretrain")["message"]
+
+
+def test_a_member_that_does_not_serve_the_kind_is_not_a_candidate(controllers: Fleet, ns: str) -> None:
+    fleet = controllers
+    apply(fleet, ns, workload("us-only", jobset("us-only", workers=1), gpus=1, replicas=1, tiers=["Hyperscaler"]))
+    wait_until("us-only waits, saying why", lambda: "JobSet" in (status(fleet, ns, "us-only").get("message") or "")
+               and status(fleet, ns, "us-only").get("phase") in ("Pending", "Unschedulable"), timeout=120)
+    assert "not serve" in status(fleet, ns, "us-only")["message"]
+    assert member_objects(fleet, US, ns, "pods") == []
+    events = hub_json(fleet, "events", "-n", ns, "--field-selector", "involvedObject.name=us-only")["items"]
+    assert any(e["reason"] == "KindNotServed" for e in events)
+
+
+def test_gpus_of_every_pod_template_count_once(controllers: Fleet, ns: str) -> None:
+    """A LeaderWorkerSet of 2 pods x 2 GPUs Running on-prem (8 H100s) leaves exactly 4: a 4-GPU Job fits
+    there (counted twice, it would not), and then a 1-GPU Job does not (not counted, it would)."""
+    fleet = controllers
+    apply(fleet, ns, workload("serve", lws("serve", size=2, gpus=2), gpus=2, replicas=2, tiers=["OnPrem"]))
+    wait_until("serve Running on-prem", lambda: phase_on(fleet, ns, "serve", "Running", ONPREM), timeout=120)
+    lw = member_objects(fleet, ONPREM, ns, "leaderworkersets")[0]
+    assert lw["status"].get("readyReplicas") == 1
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "fill"},
+           "spec": {"parallelism": 1, "completions": 1, "template": pod(4, run_seconds=600)}}
+    apply(fleet, ns, workload("fill", job, gpus=4, replicas=1, tiers=["OnPrem"]))
+    wait_until("fill Running on-prem", lambda: phase_on(fleet, ns, "fill", "Running", ONPREM), timeout=120)
+    one = json.loads(json.dumps(job))
+    one["metadata"]["name"] = "one-more"
+    one["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = 1
+    apply(fleet, ns, workload("one-more", one, gpus=1, replicas=1, tiers=["OnPrem"]))
+    wait_until("one-more Unschedulable", lambda: status(fleet, ns, "one-more").get("phase") == "Unschedulable",
+               timeout=120)
+    assert "insufficient H100-80GB" in status(fleet, ns, "one-more")["message"]
+
+
+def test_a_pytorchjob_runs_and_a_rayjob_reports_its_controllers_verdict(controllers: Fleet, ns: str) -> None:
+    fleet = controllers
+    apply(fleet, ns, workload("finetune", pytorchjob("finetune"), gpus=1, replicas=2, tiers=["OnPrem"]),
+          workload("infer", rayjob("infer"), gpus=1, replicas=1, tiers=["OnPrem"]))
+    wait_until("finetune Running on-prem", lambda: phase_on(fleet, ns, "finetune", "Running", ONPREM), timeout=120)
+    assert "PyTorchJob running" in status(fleet, ns, "finetune")["message"]
+    # KubeRay marks the RayJob Running once its RayCluster is up; with no Ray head behind the KWOK pods the
+    # job never reports an end, and KubeRay fails it after its grace period: Tenbin reports that verdict
+    wait_until("infer Running on-prem", lambda: phase_on(fleet, ns, "infer", "Running", ONPREM)
+               or status(fleet, ns, "infer").get("phase") == "Failed", timeout=120)
+    wait_until("infer Failed, as KubeRay says", lambda: status(fleet, ns, "infer").get("phase") == "Failed",
+               timeout=180)
+    assert "RayJob Failed" in status(fleet, ns, "infer")["message"]
+    uid = uid_of(fleet, ns, "infer")
+    [rc] = member_objects(fleet, ONPREM, ns, "rayclusters")
+    assert rc["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]["tenbin.io/workload-uid"] == uid
+    fleet.kubectl("delete", "aiworkload", "-n", ns, "finetune", "infer")
+    wait_until("the PyTorchJob, the RayJob and their pods gone from the member", lambda: not (
+        member_objects(fleet, ONPREM, ns, "pytorchjobs") or member_objects(fleet, ONPREM, ns, "rayjobs")
+        or [p for p in member_pods(fleet, ONPREM, ns) if p["metadata"]["labels"].get("tenbin.io/workload-uid")]),
+        timeout=120)
+
+
+def test_a_jobset_moves_with_the_checkpoint_handshake_and_an_lws_make_before_break(
+        controllers: Fleet, ns: str) -> None:
+    fleet = controllers
+    apply(fleet, ns,
+          workload("train", jobset("train", workers=1, run_seconds=600), gpus=1, replicas=1,
+                   tiers=["OnPrem", "SovereignCloud"]),
+          workload("chat", lws("chat", size=2, gpus=1), gpus=1, replicas=2, tiers=["OnPrem", "SovereignCloud"]))
+    for name in ("train", "chat"):
+        wait_until(f"{name} Running on-prem", lambda n=name: phase_on(fleet, ns, n, "Running", ONPREM), timeout=120)
+    fleet.kubectl("annotate", "aiworkload", "-n", ns, "train", "chat", "tenbin.io/replace=now")
+
+    def source_annotations() -> dict[str, str]:
+        objs = member_objects(fleet, ONPREM, ns, "jobsets")
+        return dict(objs[0]["metadata"].get("annotations") or {}) if objs else {}
+
+    wait_until("checkpoint requested on the JobSet", lambda: "tenbin.io/checkpoint-requested" in source_annotations(),
+               timeout=60)
+    assert member_objects(fleet, SOVEREIGN, ns, "jobsets") == [], "the target started before the checkpoint"
+    fleet.kubectl("annotate", "jobset", "-n", ns, "train", "tenbin.io/checkpoint-done=step-7", cluster=ONPREM)
+    wait_until("train Running on the sovereign member",
+               lambda: phase_on(fleet, ns, "train", "Running", SOVEREIGN), timeout=120)
+    [target] = member_objects(fleet, SOVEREIGN, ns, "jobsets")
+    assert target["metadata"]["annotations"]["tenbin.io/resume-from"] == ONPREM
+    for rj in target["spec"]["replicatedJobs"]:  # every pod template carries the hints (downward API)
+        assert rj["template"]["spec"]["template"]["metadata"]["annotations"]["tenbin.io/checkpoint"] == "step-7"
+    wait_until("the source JobSet gone", lambda: member_objects(fleet, ONPREM, ns, "jobsets") == [], timeout=60)
+
+    wait_until("chat Running on the sovereign member",
+               lambda: phase_on(fleet, ns, "chat", "Running", SOVEREIGN), timeout=120)
+    history = [(h["event"], h.get("from"), h.get("cluster")) for h in status(fleet, ns, "chat").get("history", [])]
+    assert ("Migrated", ONPREM, SOVEREIGN) in history
+    wait_until("the source LeaderWorkerSet gone",
+               lambda: member_objects(fleet, ONPREM, ns, "leaderworkersets") == [], timeout=60)
