@@ -163,7 +163,8 @@ class Simulation:
             if self.rng.random() < 0.3:  # a member without the JobSet and LeaderWorkerSet add-ons
                 served -= {("jobset.x-k8s.io/v1alpha2", "JobSet"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
             self.members[name] = MemoryMember(name, nodes, random.Random(self.rng.random()), served=served,
-                                              bind_chance=self.rng.choice([1.0, 0.6, 0.3]))
+                                              bind_chance=self.rng.choice([1.0, 0.6, 0.3]),
+                                              discovers=self.rng.random() < 0.5)  # else: only its 404 says
             usd = tier == "Hyperscaler"
             self.hub.create({
                 "apiVersion": "tenbin.io/v1alpha1", "kind": "GPUCluster", "metadata": {"name": name},
@@ -561,7 +562,8 @@ class Simulation:
 
     def _quiet(self) -> bool:
         """Nothing left to happen: every workload at rest (or outgrown, and saying so), no move in flight,
-        every pod bound (but an outgrown workload's extra ones), no Job pod still running."""
+        every pod bound (but an outgrown workload's extra ones), no bound Job pod still running (an unbound one is an
+        outgrown workload's: it waits for room, it does not run)."""
         over_asked = self.over_asked()
         for w in self.workloads():
             st = w.get("status") or {}
@@ -572,7 +574,7 @@ class Simulation:
                 return False
         pods = [p for m in self.members.values() for p in m.live_pods()]
         return all(p["spec"].get("nodeName") or (p["metadata"].get("labels") or {}).get(UID_LABEL) in over_asked
-                   for p in pods) and not any(p.get("_ticks_left") for p in pods)
+                   for p in pods) and not any(p.get("_ticks_left") and p["spec"].get("nodeName") for p in pods)
 
 
 def _pod_gpus(pod: Mapping[str, Any]) -> int:

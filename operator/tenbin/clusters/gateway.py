@@ -72,6 +72,9 @@ class MemberObservation:
 
     inventory: ClusterInventory
     objects: Mapping[str, ObservedObject] = field(default_factory=dict)  # by workload UID
+    served: frozenset[tuple[str, str]] | None = None
+    """The (apiVersion, kind) pairs of Tenbin's workload kinds the member serves (API discovery, cached by the
+    gateway); None when this gateway does not discover them (a refused apply says so instead)."""
 
 
 def pods_by_uid(pods: list[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:

@@ -7,6 +7,8 @@ never blocks. Each request has a connect/read timeout, so an unreachable member 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -39,9 +41,11 @@ from tenbin.clusters.plumbing import (
     wrap,
 )
 from tenbin.inventory import inventory_from_objects
-from tenbin.kinds import DEFAULT_KINDS
+from tenbin.kinds import DEFAULT_KINDS, KINDS
 
 SERVICE_ACCOUNT_WAIT_S = 10.0
+log = logging.getLogger(__name__)
+DISCOVERY_TTL_S = 60.0  # how long a member's answer to "which workload kinds do you serve" is kept
 KARMADA_MANAGED_LABEL = "karmada.io/managed"
 
 
@@ -55,6 +59,8 @@ class KubeGateway:
         self._dyn: DynamicClient | None = None
         self._dyn_lock = threading.Lock()
         self._kinds: set[tuple[str, str]] = set(DEFAULT_KINDS)
+        self._served: frozenset[tuple[str, str]] | None = None
+        self._served_at = -math.inf
         self._namespaces: set[str] = set()
         self._ns_lock = threading.Lock()
 
@@ -103,6 +109,7 @@ class KubeGateway:
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
             raise wrap(f"{self.name}: observe", e) from None
 
+        served = self._discover()
         by_uid_pods = pods_by_uid(pods)
         observed: dict[str, ObservedObject] = {}
         for obj in objects:
@@ -111,7 +118,36 @@ class KubeGateway:
             if not uid or labels.get(KARMADA_MANAGED_LABEL) == "true":
                 continue  # not ours, or Karmada's copy of a template Tenbin placed through Karmada
             observed[uid] = observed_object(obj, uid, by_uid_pods.get(uid, []))
-        return MemberObservation(inventory_from_objects(nodes, pods), observed)
+        return MemberObservation(inventory_from_objects(nodes, pods), observed, served)
+
+    def _discover(self) -> frozenset[tuple[str, str]] | None:
+        """Which of Tenbin's workload kinds the member serves, from its API discovery (one request per group
+        version), cached for DISCOVERY_TTL_S; a refused apply of an unserved kind asks again sooner. None when
+        discovery itself failed (the refusal of an apply then says it)."""
+        if time.monotonic() - self._served_at < DISCOVERY_TTL_S:
+            return self._served
+        wanted: dict[str, set[str]] = {}
+        for api_version, kind in {(k.api_version, k.kind) for k in KINDS.values()} | self._kinds:
+            wanted.setdefault(api_version, set()).add(kind)
+        served: set[tuple[str, str]] = set()
+        try:
+            for gv, kinds in sorted(wanted.items()):
+                path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+                method, url, headers, _, _ = self.api.param_serialize(
+                    "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+                resp = self.api.call_api(method, url, header_params=headers, _request_timeout=REQUEST_TIMEOUT)
+                resp.read()
+                if resp.status == 404:
+                    continue  # the group version is not served at all
+                if resp.status != 200:
+                    raise OSError(f"GET {path}: HTTP {resp.status}")
+                listed = {r.get("kind") for r in json.loads(resp.data or b"{}").get("resources") or []}
+                served |= {(gv, k) for k in kinds if k in listed}
+        except (ApiException, HTTPError, OSError, ValueError) as e:
+            log.debug("%s: API discovery failed: %s", self.name, e)
+            return self._served
+        self._served, self._served_at = frozenset(served), time.monotonic()
+        return self._served
 
     async def observe(self) -> MemberObservation:
         return await run_blocking(self._observe)
@@ -159,7 +195,11 @@ class KubeGateway:
     def _apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = ObjectRef.of(obj)
         try:
-            res = self._resource(ref.api_version, ref.kind)
+            try:
+                res = self._resource(ref.api_version, ref.kind)
+            except GatewayError:
+                self._served_at = -math.inf  # refused as not served: discovery asks again at the next look
+                raise
             if res.namespaced:
                 self._ensure_namespace(ref.namespace)
             out = self._dynamic().server_side_apply(

@@ -240,7 +240,8 @@ class MemoryMember:
     """One member cluster: the gateway the operator talks to, and the member's own controllers (`tick`)."""
 
     def __init__(self, name: str, nodes: list[Node], rng: random.Random,
-                 served: frozenset[tuple[str, str]] = SERVED_KINDS, bind_chance: float = 1.0) -> None:
+                 served: frozenset[tuple[str, str]] = SERVED_KINDS, bind_chance: float = 1.0,
+                 discovers: bool = True) -> None:
         """`bind_chance`: how likely the scheduler gets to a pending pod in one tick (a busy scheduler leaves
         pods placed but unbound across several of the operator's observations)."""
         self.name = name
@@ -248,6 +249,7 @@ class MemoryMember:
         self.bind_chance = bind_chance
         self.rng = rng
         self.served = served
+        self.discovers = discovers  # reports the served kinds with each observation (else only refuses them)
         self.reachable = True
         self.objects: dict[ObjectRef, Json] = {}
         self.pods: dict[tuple[str, str], Json] = {}  # (namespace, name)
@@ -271,7 +273,8 @@ class MemoryMember:
             uid = labels.get(UID_LABEL)
             if uid and labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
                 observed[uid] = observed_object(copy.deepcopy(obj), uid, by_uid.get(uid, []))
-        return MemberObservation(inventory_from_objects(nodes, pods), observed)
+        return MemberObservation(inventory_from_objects(nodes, pods), observed,
+                                 self.served if self.discovers else None)
 
     async def apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = ObjectRef.of(obj)

@@ -107,6 +107,11 @@ def budget_currency_unknown(currency: str, base: str) -> Reason:
 
 
 # --- excluded by the caller ----------------------------------------------------------------------------
+def kind_not_served(kind: str) -> Reason:
+    """The member does not serve the template's kind (API discovery, or its answer to an apply)."""
+    return Reason("excluded", "kind", f"{kind} not served")
+
+
 def excluded(why: str) -> Reason:
     """Taken out of this one decision by the operator (a kind the member does not serve, a move's source)."""
     return Reason("excluded", "excluded", why)

@@ -94,7 +94,7 @@ class Scheduler:
         snap: Snapshot,
         *,
         reserved: Reserved | None = None,
-        exclude: Mapping[str, str] | None = None,
+        exclude: Mapping[str, str | R.Reason] | None = None,
     ) -> Decision:
         """Decide where one workload goes. `reserved`: GPUs per (cluster, model) already promised;
         `exclude`: clusters out of this decision, each with why (its candidates' reason `excluded`)."""
@@ -121,7 +121,7 @@ class Scheduler:
         return out
 
     def _place(self, req: WorkloadRequest, snap: Snapshot, free: IntArray,
-               exclude: Mapping[str, str] | None = None) -> Decision:
+               exclude: Mapping[str, str | R.Reason] | None = None) -> Decision:
         cy = self._cycle(req, snap, free)
         filters = (*self.filters, ExcludeFilter(exclude)) if exclude else self.filters
         masks = [f.filter(cy) for f in filters]
@@ -188,8 +188,8 @@ class ExcludeFilter:
 
     name = "excluded"
 
-    def __init__(self, why: Mapping[str, str]) -> None:
-        self.why = dict(why)
+    def __init__(self, why: Mapping[str, str | R.Reason]) -> None:
+        self.why = {c: w if isinstance(w, R.Reason) else R.excluded(w) for c, w in why.items()}
 
     def filter(self, cy: Cycle) -> BoolArray:
         s = cy.snap
@@ -198,7 +198,7 @@ class ExcludeFilter:
 
     def explain(self, cy: Cycle, rows: IntArray) -> Explanation:
         s = cy.snap
-        return grouped(s.cluster[rows], lambda k: (R.excluded(self.why[s.clusters[int(k[0])].name]),))
+        return grouped(s.cluster[rows], lambda k: (self.why[s.clusters[int(k[0])].name],))
 
 
 def _request(w: AIWorkload | WorkloadRequest) -> WorkloadRequest:

@@ -49,7 +49,8 @@ class MemberSync:
             return None
         await self._ensure_drain_finalizer(st)
         now = self.w.clock.monotonic()
-        before = (st.phase, st.observation.inventory.free() if st.observation else None)
+        before = (st.phase, st.observation.inventory.free() if st.observation else None,
+                  st.observation.served if st.observation else None)  # a kind served now: waiting work may fit
         if st.invalid is not None:
             st.phase, st.reason, st.message = ClusterPhase.NOT_READY, ClusterReason.INVALID_SPEC, st.invalid
         else:
@@ -82,7 +83,8 @@ class MemberSync:
         st.attempted = True
         if st.phase == ClusterPhase.READY and st.first_failure is None:  # answered this very round
             await self._consume_fence(st)
-        after = (st.phase, st.observation.inventory.free() if st.observation else None)
+        after = (st.phase, st.observation.inventory.free() if st.observation else None,
+                 st.observation.served if st.observation else None)
         if before != after:
             self.w.fleet_changed()
         await self._write_cluster_status(st)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, ObjectRef
 from tenbin.kinds import MAKE_BEFORE_BREAK
+from tenbin.scheduling import reasons as R
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
 from tenbin.services.clock import SYSTEM, Clock
@@ -127,15 +128,20 @@ class World:
         if await st.gateway.delete(ref):
             self.deleting[(st.name, uid)] = self.clock.monotonic()
 
-    def not_serving(self, body: Mapping[str, Any]) -> dict[str, str]:
-        """The clusters that said they do not serve the template's kind (for a while): cluster -> why."""
+    def not_serving(self, body: Mapping[str, Any]) -> dict[str, str | R.Reason]:
+        """The clusters that do not serve the template's kind: those whose API discovery lacks it, and those
+        that refused it (for a while): cluster -> why."""
         tmpl = (body.get("spec") or {}).get("template") or {}
+        want = (str(tmpl.get("apiVersion")), str(tmpl.get("kind")))
         now = self.clock.monotonic()
         for k, until in list(self.not_served.items()):
             if until <= now:
                 del self.not_served[k]
-        return {c: f"{kind} not served by {c}" for (c, av, kind) in sorted(self.not_served)
-                if (av, kind) == (tmpl.get("apiVersion"), tmpl.get("kind"))}
+        out: dict[str, str | R.Reason] = {
+            name: R.kind_not_served(want[1]) for name, st in self.clusters.items()
+            if st.observation is not None and st.observation.served is not None and want not in st.observation.served}
+        out.update({c: R.kind_not_served(kind) for (c, av, kind) in sorted(self.not_served) if (av, kind) == want})
+        return out
 
     def note_not_served(self, cluster: str, tmpl: Mapping[str, Any]) -> None:
         """The member answered 404 for the template's kind: do not offer it that kind for a while."""

@@ -179,8 +179,11 @@ def install(fleet: Fleet, member: str, names: Iterable[str], log: Log = print) -
                      for h in _webhook_configurations(f, name, run.webhook_port, ca, addon.pod_label)]
             fleet.kubectl("apply", "-f", "-", cluster=member, input=yaml.safe_dump_all(hooks))
         url = f"http://127.0.0.1:{run.health_port}/readyz"
-        fleet._await(f"{name} controller in {member} /readyz", lambda u=url: fleet._get(u, timeout=2)[0] == 200,
-                     [rec], timeout=120)
+
+        def ready(url: str = url) -> bool:
+            return fleet._get(url, timeout=2)[0] == 200
+
+        fleet._await(f"{name} controller in {member} /readyz", ready, [rec], timeout=120)
         log(f"  add-on    {name:<18} in {member} ready ({', '.join(k for _, k in addon.kinds)})")
 
 
