@@ -24,7 +24,7 @@ testbed:  ## build and cache the real parts the tests run, from Go modules (once
 	bash testbed/build-helm.sh     # helm (the real engine the chart tests use) and Argo CD's CRDs
 	bash testbed/build-karmada.sh  # Karmada, for `tenbin dev up --karmada` and tests/karmada
 	bash testbed/build-prometheus.sh  # Prometheus (the real server the telemetry tests scrape and query)
-	bash testbed/build-addons.sh   # JobSet, LeaderWorkerSet, KubeRay, Kubeflow training operator (tests/e2e/test_kinds.py)
+	bash testbed/build-addons.sh   # JobSet, LeaderWorkerSet, KubeRay, Kubeflow training operator (tests/e2e/test_ai_kinds.py)
 
 demo: $(STAMP) testbed  ## the main job: where the examples go and why, then the live fleet's GPU inventory
 	$(PY) -m tenbin.demo

@@ -1,7 +1,7 @@
 """One table of the workload kinds Tenbin knows (`tenbin.kinds`): labelling, validation, phase and moves
 all read it, so a kind is known the same way everywhere. Each kind is exercised through its example in
 examples/workloads/ and through status shapes its own controller writes (the e2e tests in
-tests/e2e/test_kinds.py read the same statuses from the real controllers)."""
+tests/e2e/test_ai_kinds.py read the same statuses from the real controllers)."""
 
 from __future__ import annotations
 
