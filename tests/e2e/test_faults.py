@@ -275,15 +275,15 @@ def test_a_job_on_a_frozen_member_never_gets_a_second_copy(operator: OperatorPro
 
 
 def test_gpus_of_any_kind_are_counted_once(operator: OperatorProcess, ns: str) -> None:
-    """Class 3: pods of a kind Tenbin has no adapter for (here a ReplicationController) carried no workload
+    """Class 3: pods of a kind without a Job/Deployment adapter (then; here a ReplicaSet) carried no workload
     label, so their GPUs were counted twice: reservation plus the member's pods. A member with room for two
     whole-node pods then took only one."""
     fleet = operator.fleet
     doc = workload("rc", gpus=8, jurisdictions=["US"])
     pod = doc["spec"]["template"]["spec"]["template"]
     pod["spec"]["restartPolicy"] = "Always"
-    doc["spec"]["template"] = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc"},
-                               "spec": {"replicas": 1, "selector": {"app": "rc"}, "template": pod}}
+    doc["spec"]["template"] = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rc"},
+                               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "rc"}}, "template": pod}}
     apply(fleet, ns, doc)
     wait_until("rc Running", lambda: phase(fleet, ns, "rc") == "Running", timeout=60)
     pods = member_pods(fleet, US, ns)
