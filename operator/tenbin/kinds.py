@@ -203,7 +203,7 @@ def _pod_phase(obj: Mapping[str, Any]) -> Phase | None:
 class WorkloadKind:
     api_version: str
     kind: str
-    groups: Callable[[Mapping[str, Any]], list[PodGroup]]
+    pod_groups: Callable[[Mapping[str, Any]], list[PodGroup]]
     """The object's pod templates and how many pods each runs at once."""
     phase: Callable[[Mapping[str, Any]], Phase | None] | None
     """Running / Succeeded / Failed from the kind's own status; None: what its labelled pods show."""
@@ -214,12 +214,6 @@ class WorkloadKind:
     """Listed on every member observation; other kinds are listed once a template of them was applied."""
     suspend: Path | None = None
     """The boolean that suspends it (no pods while true), when the kind has one."""
-    served_by: str = "Kubernetes"
-    """What serves it in a member (Kubernetes itself, or the add-on whose CRD and controller do)."""
-
-    def pod_groups(self, obj: Mapping[str, Any]) -> list[PodGroup]:
-        return self.groups(obj)
-
     def suspended(self, obj: Mapping[str, Any]) -> bool:
         return self.suspend is not None and get_in(obj, self.suspend) is True
 
@@ -240,14 +234,13 @@ KINDS: dict[str, WorkloadKind] = {k.kind: k for k in (
     WorkloadKind("apps/v1", "DaemonSet", _one_template(lambda s: 1, None), None, long_running=False,
                  observed_by_default=False),
     WorkloadKind("jobset.x-k8s.io/v1alpha2", "JobSet", _jobset_groups, _jobset_phase, long_running=False,
-                 observed_by_default=False, suspend=("spec", "suspend"), served_by="JobSet"),
+                 observed_by_default=False, suspend=("spec", "suspend")),
     WorkloadKind("kubeflow.org/v1", "PyTorchJob", _pytorchjob_groups, _kubeflow_phase, long_running=False,
-                 observed_by_default=False, suspend=("spec", "runPolicy", "suspend"),
-                 served_by="Kubeflow training operator"),
+                 observed_by_default=False, suspend=("spec", "runPolicy", "suspend")),
     WorkloadKind("ray.io/v1", "RayJob", _rayjob_groups, _rayjob_phase, long_running=False,
-                 observed_by_default=False, suspend=("spec", "suspend"), served_by="KubeRay"),
+                 observed_by_default=False, suspend=("spec", "suspend")),
     WorkloadKind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", _lws_groups, _replicas_phase, long_running=True,
-                 observed_by_default=False, served_by="LeaderWorkerSet"),
+                 observed_by_default=False),
 )}
 
 MAKE_BEFORE_BREAK = frozenset(k for k, v in KINDS.items() if v.long_running)

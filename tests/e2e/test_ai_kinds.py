@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from operator_harness import OperatorProcess, aiw, apply, hub_json, member_pods
+from operator_harness import OperatorProcess, aiw, apply, member_pods
 from tenbin.testbed import addons
 from tenbin.testbed.fleet import Fleet, wait_until
 
@@ -121,17 +121,6 @@ def test_a_jobset_runs_to_succeeded_with_every_pod_attributed(controllers: Fleet
     assert len(pods) == 3  # the coordinator and two workers, from two replicated jobs
     assert {p["metadata"]["labels"].get("tenbin.io/workload-uid") for p in pods} == {uid_of(fleet, ns, "pretrain")}
     assert "JobSet completed" in status(fleet, ns, "pretrain")["message"]
-
-
-def test_a_member_that_does_not_serve_the_kind_is_not_a_candidate(controllers: Fleet, ns: str) -> None:
-    fleet = controllers
-    apply(fleet, ns, workload("us-only", jobset("us-only", workers=1), gpus=1, replicas=1, tiers=["Hyperscaler"]))
-    # the member's API discovery lacks JobSet: it is filtered like any other rule, and the diagnosis says so
-    wait_until("us-only Unschedulable, saying why", lambda: status(fleet, ns, "us-only").get("phase") == "Unschedulable"
-               and "kind (JobSet not served)" in (status(fleet, ns, "us-only").get("message") or ""), timeout=120)
-    assert member_objects(fleet, US, ns, "pods") == []
-    events = hub_json(fleet, "events", "-n", ns, "--field-selector", "involvedObject.name=us-only")["items"]
-    assert not any(e["reason"] == "KindNotServed" for e in events), "it was tried there (a refused apply)"
 
 
 def test_gpus_of_every_pod_template_count_once(controllers: Fleet, ns: str) -> None:

@@ -116,7 +116,7 @@ def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
     known = KINDS.get(str(obj.get("kind")))
     if known is None:
         return []
-    found = [get_in(obj, g.path) if g.path else obj for g in known.pod_groups(obj)]
+    found = [get_in(obj, g.path) for g in known.pod_groups(obj)]  # () is the object itself (a Pod)
     return [t for t in found if isinstance(t, dict)]
 
 

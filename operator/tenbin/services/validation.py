@@ -53,7 +53,7 @@ def template_error(tmpl: Mapping[str, Any], per_replica: int, replicas: int) -> 
                 "worker groups (replicas)")
     gpu_pods, gpu_groups = 0, []
     for group in known.pod_groups(tmpl):
-        pod_tmpl = get_in(tmpl, group.path) if group.path else tmpl
+        pod_tmpl = get_in(tmpl, group.path)  # () is the template itself (a Pod)
         per_pod = pod_gpu_request(pod_tmpl) if isinstance(pod_tmpl, Mapping) else 0
         if not per_pod:
             continue
