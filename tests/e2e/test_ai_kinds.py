@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from operator_harness import OperatorProcess, aiw, apply, member_pods
 from tenbin.testbed import addons
@@ -200,3 +201,114 @@ def test_a_jobset_moves_with_the_checkpoint_handshake_and_an_lws_make_before_bre
     assert ("Migrated", ONPREM, SOVEREIGN) in history
     wait_until("the source LeaderWorkerSet gone",
                lambda: member_objects(fleet, ONPREM, ns, "leaderworkersets") == [], timeout=60)
+
+
+def refuse_jobsets_without(fleet: Fleet, member: str, ns: str, config_map: str) -> None:
+    """The member itself refuses to create a JobSet in `ns` while ConfigMap `config_map` is not there (a
+    ValidatingAdmissionPolicy whose parameter is that ConfigMap, parameterNotFoundAction Deny): a JobSet that
+    arrived before its ConfigMap would be refused, and the placement would fail."""
+    name = f"needs-config-{ns}"
+    docs = [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+         "metadata": {"name": name},
+         "spec": {"failurePolicy": "Fail", "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+                  "matchConstraints": {"resourceRules": [{"apiGroups": ["jobset.x-k8s.io"], "apiVersions": ["*"],
+                                                          "operations": ["CREATE"], "resources": ["jobsets"]}]},
+                  "validations": [{"expression": "true"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+         "metadata": {"name": name},
+         "spec": {"policyName": name, "validationActions": ["Deny"],
+                  "paramRef": {"name": config_map, "parameterNotFoundAction": "Deny"},
+                  "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}},
+    ]
+    fleet.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs), cluster=member)
+
+
+def drop_admission(fleet: Fleet, member: str, ns: str) -> None:
+    name = f"needs-config-{ns}"
+    fleet.kubectl("delete", "validatingadmissionpolicybinding", name, "--ignore-not-found", cluster=member,
+                  check=False)
+    fleet.kubectl("delete", "validatingadmissionpolicy", name, "--ignore-not-found", cluster=member, check=False)
+
+
+def test_dependencies_arrive_before_a_jobset_move_with_it_and_leave_with_it(controllers: Fleet, ns: str) -> None:
+    """ConfigMap, ServiceAccount and (opted in) Secret of a JobSet: in the member before the JobSet (the member
+    refuses a JobSet without its ConfigMap), owned by it, updated when the hub's copy changes, copied to the
+    target of a move and collected from the source by the source member's garbage collector, and gone from the
+    target when the AIWorkload is deleted."""
+    fleet = controllers
+    fleet.kubectl("label", "namespace", ns, "tenbin.io/copy-secrets=true")
+    fleet.kubectl("patch", "placementpolicy", "default", "--type=merge", "-p",
+                  '{"spec":{"copySecretsFor":["Internal"]}}')
+    try:
+        for member in (ONPREM, SOVEREIGN):
+            refuse_jobsets_without(fleet, member, ns, "train-config")
+        fleet.kubectl("create", "configmap", "-n", ns, "train-config", "--from-literal=lr=0.1")
+        fleet.kubectl("create", "serviceaccount", "-n", ns, "trainer")
+        fleet.kubectl("create", "secret", "generic", "-n", ns, "hf-token", "--from-literal=token=s3cret")
+        js = jobset("tuned", workers=1, run_seconds=600)
+        for rj in js["spec"]["replicatedJobs"]:
+            spec = rj["template"]["spec"]["template"]["spec"]
+            spec["serviceAccountName"] = "trainer"
+            spec["volumes"] = [{"name": "config", "configMap": {"name": "train-config"}}]
+            spec["containers"][0]["env"] = [
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}]
+        apply(fleet, ns, workload("tuned", js, gpus=1, replicas=1, tiers=["OnPrem", "SovereignCloud"]))
+        wait_until("tuned Running", lambda: status(fleet, ns, "tuned").get("phase") == "Running", timeout=120)
+        src = status(fleet, ns, "tuned")["placement"]["cluster"]
+        dst = SOVEREIGN if src == ONPREM else ONPREM
+
+        def copies(member: str) -> dict[str, dict[str, Any]]:
+            out = {}
+            for resource in ("configmaps", "serviceaccounts", "secrets"):
+                for o in member_objects(fleet, member, ns, resource):
+                    if (o["metadata"].get("labels") or {}).get("tenbin.io/dependency") == "true":
+                        out[f"{o['kind']}/{o['metadata']['name']}"] = o
+            return out
+
+        def owned_by_jobset(member: str) -> bool:
+            objs = member_objects(fleet, member, ns, "jobsets")
+            got = copies(member)
+            return bool(objs) and set(got) == {"ConfigMap/train-config", "ServiceAccount/trainer", "Secret/hf-token"} \
+                and all([r["uid"] for r in o["metadata"].get("ownerReferences") or []] == [objs[0]["metadata"]["uid"]]
+                        for o in got.values())
+
+        wait_until("the copies in the member owned by the JobSet", lambda: owned_by_jobset(src), timeout=60)
+        got = copies(src)
+        assert got["ConfigMap/train-config"]["data"] == {"lr": "0.1"}
+        assert got["Secret/hf-token"]["data"] == {"token": "czNjcmV0"}
+        cond = next(c for c in status(fleet, ns, "tuned")["conditions"] if c["type"] == "DependenciesSynced")
+        assert cond["status"] == "True", cond
+
+        fleet.kubectl("patch", "configmap", "-n", ns, "train-config", "--type=merge", "-p", '{"data":{"lr":"0.2"}}')
+        wait_until("the change copied in the member", lambda: copies(src)["ConfigMap/train-config"]["data"]
+                   == {"lr": "0.2"}, timeout=90)
+
+        fleet.kubectl("annotate", "aiworkload", "-n", ns, "tuned", "tenbin.io/replace=now")
+        wait_until("checkpoint requested", lambda: any(
+            "tenbin.io/checkpoint-requested" in (o["metadata"].get("annotations") or {})
+            for o in member_objects(fleet, src, ns, "jobsets")), timeout=60)
+        fleet.kubectl("annotate", "jobset", "-n", ns, "tuned", "tenbin.io/checkpoint-done=step-1", cluster=src)
+        wait_until(f"tuned Running on {dst}",
+                   lambda: phase_on(fleet, ns, "tuned", "Running", dst), timeout=120)
+        wait_until("the copies on the target owned by its JobSet", lambda: owned_by_jobset(dst),
+                   timeout=60)
+        assert copies(dst)["ConfigMap/train-config"]["data"] == {"lr": "0.2"}
+        wait_until("the source's copies collected with its JobSet", lambda: not member_objects(
+            fleet, src, ns, "jobsets") and not copies(src), timeout=90)
+
+        fleet.kubectl("delete", "aiworkload", "-n", ns, "tuned")
+        wait_until("the target's copies collected with its JobSet", lambda: not member_objects(
+            fleet, dst, ns, "jobsets") and not copies(dst), timeout=90)
+        # the member's check is real: with the ConfigMap gone, it refuses a JobSet there
+        probe = {**jobset("probe", workers=1), "metadata": {"name": "probe", "namespace": ns}}
+        res = fleet.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), cluster=dst,
+                            check=False)
+        assert res.returncode != 0 and "no params found" in res.stderr, res.stderr
+        hub_cm = json.loads(fleet.kubectl("get", "configmap", "-n", ns, "train-config", "-o", "json").stdout)
+        assert hub_cm["data"] == {"lr": "0.2"}, "the hub's own ConfigMap is the user's: never touched"
+    finally:
+        fleet.kubectl("patch", "placementpolicy", "default", "--type=json", "-p",
+                      '[{"op":"remove","path":"/spec/copySecretsFor"}]', check=False)
+        for member in (ONPREM, SOVEREIGN):
+            drop_admission(fleet, member, ns)

@@ -17,5 +17,6 @@ checkpointGraceSeconds: --checkpoint-grace
 migrationTimeoutSeconds: --migration-timeout
 maxConcurrentMigrations: --max-concurrent-migrations
 maxBackoffSeconds: --max-backoff
+dependencyResyncSeconds: --dependency-resync
 notServedTtlSeconds: --not-served-ttl
 {{- end -}}

@@ -84,6 +84,10 @@ class WorkloadCondition(StrEnum):
     """Whether the member took the latest generation of the template (False: it refused the change)."""
     PLACEMENT_CONFLICT = "PlacementConflict"
     """After a spec change: True when the current placement no longer satisfies it, False when it still fits."""
+    DEPENDENCIES_SYNCED = "DependenciesSynced"
+    """Whether what the pod templates reference (ConfigMaps, Secrets, ServiceAccounts, PriorityClasses) is in
+    the member: True when copied (or the member's own), False naming what is missing, Unknown when the member's
+    gateway does not copy them (Karmada)."""
 
 
 class Reason(StrEnum):
@@ -106,6 +110,13 @@ class Reason(StrEnum):
     """PlacementConflict=True: after a spec change the current placement breaks the rules."""
     INSUFFICIENT_CAPACITY = "InsufficientCapacity"
     """PlacementConflict=True: a resized request's pods do not all fit on the current cluster's nodes."""
+    DEPENDENCIES_SYNCED = "Synced"
+    """DependenciesSynced=True: everything the pod templates reference is in the member."""
+    DEPENDENCY_MISSING = "DependencyMissing"
+    """DependenciesSynced=False and Event: something they reference is not in the hub, not copied (a Secret,
+    opt-in) and not in the member, or refused by the member; the pods wait for it there."""
+    DEPENDENCIES_NOT_COPIED = "NotCopied"
+    """DependenciesSynced=Unknown: this member's gateway (Karmada) does not copy dependencies."""
     FITS = "Fits"
     """PlacementConflict=False: the current placement still satisfies the changed spec."""
     PLACEMENT_CONFLICT = "PlacementConflict"

@@ -88,6 +88,12 @@ class PlacementPolicySpec(ApiModel):
     ]
     """Rules that replace the built-in ones (Restricted: OnPrem; Confidential: OnPrem or SovereignCloud;
     Internal and Public: any tier)."""
+    copy_secrets_for: Annotated[
+        list[DataClassification], Field(default_factory=list, max_length=4, json_schema_extra=SET), NoDuplicates
+    ]
+    """Classifications whose workloads' Secrets Tenbin copies into their member, from hub namespaces labelled
+    `tenbin.io/copy-secrets: "true"` (both are needed; by default no Secret leaves the hub). ConfigMaps,
+    ServiceAccounts and PriorityClasses the pod templates reference are always copied."""
 
     @field_validator("exchange_rates")
     @classmethod

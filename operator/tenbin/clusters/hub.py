@@ -18,6 +18,8 @@ from tenbin.clusters.kube import KubeGateway
 from tenbin.clusters.plumbing import REQUEST_TIMEOUT, run_blocking
 
 MERGE = "application/merge-patch+json"
+CORE_PLURALS = {"ConfigMap": "configmaps", "Secret": "secrets", "ServiceAccount": "serviceaccounts",
+                "PriorityClass": "priorityclasses", "Namespace": "namespaces"}
 PLURALS = {"AIWorkload": "aiworkloads", "GPUCluster": "gpuclusters", "PlacementPolicy": "placementpolicies"}
 
 
@@ -89,6 +91,26 @@ class HubClient:
             return dict(method(*where, dict(patch), _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT))
 
         return await self._call(f"patch {kind} {namespace or ''}/{name}{' status' if status else ''}", call)
+
+    async def get_object(self, api_version: str, kind: str, namespace: str | None,
+                         name: str) -> dict[str, Any] | None:
+        """One of Kubernetes' own objects (a ConfigMap a workload uses, its Namespace), or None when absent."""
+        plural = CORE_PLURALS[kind]
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        path = f"{base}/namespaces/{namespace}/{plural}/{name}" if namespace else f"{base}/{plural}/{name}"
+
+        def call() -> dict[str, Any] | None:
+            method, url, headers, _, _ = self.api.param_serialize(
+                "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+            resp = self.api.call_api(method, url, header_params=headers, _request_timeout=REQUEST_TIMEOUT)
+            resp.read()
+            if resp.status == 404:
+                return None
+            if resp.status != 200:
+                raise ApiException(status=resp.status, reason=resp.reason)
+            return dict(json.loads(resp.data or b"{}"))
+
+        return await self._call(f"get {kind} {namespace or ''}/{name}", call)
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         def call() -> str:

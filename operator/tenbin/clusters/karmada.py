@@ -103,6 +103,10 @@ def binding_name(kind: str, name: str) -> str:
 class KarmadaGateway:
     """`ClusterGateway` for a member ``cluster_name`` that Tenbin reaches through a Karmada control plane."""
 
+    copies_dependencies = False
+    """Not yet: Karmada propagates a workload's dependencies itself (PropagationPolicy propagateDeps) once they
+    are in its own apiserver; Tenbin does not put them there yet."""
+
     def __init__(self, name: str, cluster_name: str, api: client.ApiClient) -> None:
         self.name = name
         self.cluster_name = cluster_name
@@ -303,6 +307,12 @@ class KarmadaGateway:
 
     async def delete(self, ref: ObjectRef) -> bool:
         return await run_blocking(self._delete, ref)
+
+    async def get(self, ref: ObjectRef) -> Mapping[str, Any] | None:
+        return await self.karmada.get(ref)
+
+    async def add_owner(self, ref: ObjectRef, owner: Mapping[str, Any]) -> None:
+        raise GatewayError(f"{self.name}: dependencies are not copied through Karmada", 501)
 
     async def annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
         """Merge annotations into the template (None removes one); Karmada carries them to the member's copy."""

@@ -52,6 +52,8 @@ KARMADA_MANAGED_LABEL = "karmada.io/managed"
 class KubeGateway:
     """`ClusterGateway` for a member reached through a kubeconfig."""
 
+    copies_dependencies = True
+
     def __init__(self, name: str, api: client.ApiClient) -> None:
         self.name = name
         self.api = api
@@ -211,7 +213,8 @@ class KubeGateway:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
             raise wrap(f"{self.name}: apply {ref}", e) from None
-        self._kinds.add((ref.api_version, ref.kind))
+        if ref.kind in KINDS:  # a workload kind: listed with every observation from now on (not a dependency)
+            self._kinds.add((ref.api_version, ref.kind))
         return dict(out)
 
     async def apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -233,6 +236,42 @@ class KubeGateway:
     async def annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
         """Merge annotations into an object (None removes one): the checkpoint handshake's channel."""
         await run_blocking(self._annotate, ref, annotations)
+
+    def _get(self, ref: ObjectRef) -> Mapping[str, Any] | None:
+        try:
+            res = self._resource(ref.api_version, ref.kind)
+            return dict(self._dynamic().get(res, name=ref.name, namespace=ref.namespace or None,
+                                            _request_timeout=REQUEST_TIMEOUT, serializer=plain))
+        except NotFoundError:
+            return None
+        except GatewayError:
+            raise
+        except (ApiException, DynamicApiError, HTTPError, OSError) as e:
+            if getattr(e, "status", None) == 404:
+                return None
+            raise wrap(f"{self.name}: get {ref}", e) from None
+
+    async def get(self, ref: ObjectRef) -> Mapping[str, Any] | None:
+        """The member's object, or None when it has none of that name."""
+        return await run_blocking(self._get, ref)
+
+    def _add_owner(self, ref: ObjectRef, owner: Mapping[str, Any]) -> None:
+        try:
+            res = self._resource(ref.api_version, ref.kind)
+            # a strategic merge patch merges ownerReferences by uid: the other owners stay
+            self._dynamic().patch(
+                res, body={"metadata": {"ownerReferences": [dict(owner)]}}, name=ref.name,
+                namespace=ref.namespace or None, content_type="application/strategic-merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except GatewayError:
+            raise
+        except (ApiException, DynamicApiError, HTTPError, OSError) as e:
+            raise wrap(f"{self.name}: add an owner to {ref}", e) from None
+
+    async def add_owner(self, ref: ObjectRef, owner: Mapping[str, Any]) -> None:
+        """Add an ownerReference to a member object (the others stay)."""
+        await run_blocking(self._add_owner, ref, owner)
 
     def _delete(self, ref: ObjectRef) -> bool:
         """Foreground: the object stays (with a deletionTimestamp) until its pods are gone, so "the copy is

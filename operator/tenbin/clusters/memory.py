@@ -51,6 +51,9 @@ SERVED_KINDS = frozenset({("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps
                           ("apps/v1", "ReplicaSet"), ("v1", "Pod"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
                           ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")})
 """Kubernetes' own kinds and two add-ons (a member without the add-ons is made with a smaller set)."""
+CONFIG_KINDS = frozenset({("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "ServiceAccount"),
+                          ("scheduling.k8s.io/v1", "PriorityClass")})
+"""What a workload's pods reference (`tenbin.services.dependencies`): every member serves them."""
 RUN_ANNOTATION = "sim.tenbin.io/run-ticks"  # on a pod template: a Job pod succeeds after this many ticks
 
 
@@ -118,6 +121,10 @@ class MemoryHub:
         if data is None or key not in data:
             raise GatewayError(f"hub: Secret {namespace}/{name} key {key}: 404 Not Found", 404)
         return data[key]
+
+    async def get_object(self, api_version: str, kind: str, namespace: str | None, name: str) -> Json | None:
+        self._answer(f"get {kind} {namespace or ''}/{name}")
+        return self.get(kind, namespace, name)
 
     def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = body.get("metadata") or {}
@@ -207,7 +214,9 @@ def _validate(kind: str, body: Json) -> None:
 
     from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
 
-    model: Any = {"AIWorkload": AIWorkload, "GPUCluster": GPUCluster, "PlacementPolicy": PlacementPolicy}[kind]
+    model: Any = {"AIWorkload": AIWorkload, "GPUCluster": GPUCluster, "PlacementPolicy": PlacementPolicy}.get(kind)
+    if model is None:
+        return  # Kubernetes' own kinds (a ConfigMap, a Namespace): their schema is not what is tested here
     try:
         model.model_validate(body)
     except ValidationError as e:
@@ -239,6 +248,8 @@ class Node:
 class MemoryMember:
     """One member cluster: the gateway the operator talks to, and the member's own controllers (`tick`)."""
 
+    copies_dependencies = True
+
     def __init__(self, name: str, nodes: list[Node], rng: random.Random,
                  served: frozenset[tuple[str, str]] = SERVED_KINDS, bind_chance: float = 1.0,
                  discovers: bool = True) -> None:
@@ -252,6 +263,8 @@ class MemoryMember:
         self.discovers = discovers  # reports the served kinds with each observation (else only refuses them)
         self.reachable = True
         self.objects: dict[ObjectRef, Json] = {}
+        self.config: dict[ObjectRef, Json] = {}  # ConfigMaps, Secrets, ServiceAccounts, PriorityClasses
+        self.writes: list[ObjectRef] = []  # every apply, in order (a dependency comes before its workload)
         self.pods: dict[tuple[str, str], Json] = {}  # (namespace, name)
         self.garbage: list[ObjectRef] = []  # deleted objects whose pods go at the next tick
         self.created: list[tuple[ObjectRef, Json]] = []  # objects created since the last look
@@ -279,6 +292,8 @@ class MemoryMember:
     async def apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = ObjectRef.of(obj)
         self._answer(f"apply {ref}")
+        if (ref.api_version, ref.kind) in CONFIG_KINDS:
+            return self._apply_config(ref, obj)
         if (ref.api_version, ref.kind) not in self.served:
             raise GatewayError(f"{self.name}: the member does not serve {ref.kind} in {ref.api_version}", 404)
         new = copy.deepcopy(dict(obj))
@@ -302,8 +317,36 @@ class MemoryMember:
             self.created.append((ref, copy.deepcopy(new)))
         self.objects[ref] = new
         self.applies += 1
+        self.writes.append(ref)
         self._reconcile(ref)
         return copy.deepcopy(new)
+
+    def _apply_config(self, ref: ObjectRef, obj: Mapping[str, Any]) -> Json:
+        """Server-side apply of a configuration object: the applied fields replace ours, the owners stay."""
+        old = self.config.get(ref)
+        if old is not None and old.get("immutable") and old.get("data") != obj.get("data"):
+            raise GatewayError(f"{self.name}: apply {ref}: 422 Unprocessable Entity", 422,
+                               f'{ref.kind} "{ref.name}" is invalid: data: Forbidden: field is immutable when '
+                               "`immutable` is set")
+        new = copy.deepcopy(dict(obj))
+        keep = {k: old["metadata"][k] for k in ("uid", "ownerReferences") if old and k in old["metadata"]}
+        new["metadata"] = {**new["metadata"], "uid": f"{self.name}-{next(self._seq)}", **keep}
+        self.config[ref] = new
+        self.writes.append(ref)
+        return copy.deepcopy(new)
+
+    async def get(self, ref: ObjectRef) -> Mapping[str, Any] | None:
+        self._answer(f"get {ref}")
+        found = self.config.get(ref) if (ref.api_version, ref.kind) in CONFIG_KINDS else self.objects.get(ref)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def add_owner(self, ref: ObjectRef, owner: Mapping[str, Any]) -> None:
+        self._answer(f"add an owner to {ref}")
+        obj = self.config.get(ref) or self.objects.get(ref)
+        if obj is None:
+            raise GatewayError(f"{self.name}: patch {ref}: 404 Not Found", 404)
+        owners = [o for o in obj["metadata"].get("ownerReferences") or [] if o.get("uid") != owner.get("uid")]
+        obj["metadata"]["ownerReferences"] = [*owners, dict(owner)]
 
     async def delete(self, ref: ObjectRef) -> bool:
         """propagationPolicy Foreground, as the Kubernetes gateway deletes: the object stays, marked, until
@@ -338,6 +381,7 @@ class MemoryMember:
                 del self.pods[key]
             self.objects.pop(ref, None)
         self.garbage.clear()
+        self._collect_config()
         for p in self.pods.values():
             if p["spec"].get("nodeName") and p["status"]["phase"] == "Running" and p.get("_ticks_left") is not None:
                 p["_ticks_left"] -= 1
@@ -348,6 +392,20 @@ class MemoryMember:
         self._schedule()
         for ref in list(self.objects):
             self._write_status(ref)
+
+    def _collect_config(self) -> None:
+        """The garbage collector for owned configuration: dangling owners are dropped; an object whose
+        owners are all gone goes (one without owners stays, as Kubernetes keeps it)."""
+        alive = {o["metadata"].get("uid") for o in self.objects.values()}
+        for ref, obj in list(self.config.items()):
+            owners = obj["metadata"].get("ownerReferences") or []
+            if not owners:
+                continue
+            left = [o for o in owners if o.get("uid") in alive]
+            if left:
+                obj["metadata"]["ownerReferences"] = left
+            else:
+                del self.config[ref]
 
     def _owner(self, pod: Json) -> ObjectRef | None:
         return pod.get("_owner")

@@ -20,6 +20,7 @@ from tenbin.api import (
 from tenbin.clusters.gateway import GatewayError
 from tenbin.kinds import MAKE_BEFORE_BREAK
 from tenbin.services.conditions import now_iso, parse_time
+from tenbin.services.dependencies import DependencyCopier
 from tenbin.services.ledger import MOVE
 from tenbin.services.member_objects import annotate_pods, member_object, member_ref, observed_phase, workload_key
 from tenbin.services.migration_state import (
@@ -78,6 +79,7 @@ class MoveSteps:
 
     def __init__(self, world: World, refused: Refuse, moved: Callable[[str], object]) -> None:
         self.ctl = world
+        self.deps = DependencyCopier(world)
         self._refused = refused
         self._moved = moved
 
@@ -158,7 +160,7 @@ class MoveSteps:
 
         if phase == MigrationPhase.PENDING:
             if kind in MAKE_BEFORE_BREAK:
-                await self._apply_target(body, m)
+                body = dict(await self._apply_target(body, m))
                 await self._set(key, body, m, MigrationPhase.STARTING_TARGET,
                                 deadline=now + ctl.config.migration_timeout_seconds)
             elif src_up and src_obj is not None and src is not None and src.gateway is not None:
@@ -197,10 +199,10 @@ class MoveSteps:
                 await await_fence(self.ctl, key, body, src)
                 return
             if kind not in MAKE_BEFORE_BREAK:
-                await self._apply_target(body, m)
+                body = dict(await self._apply_target(body, m))
             await self._complete(key, body, m)
 
-    async def _apply_target(self, body: Mapping[str, Any], m: Mapping[str, Any]) -> None:
+    async def _apply_target(self, body: Mapping[str, Any], m: Mapping[str, Any]) -> Mapping[str, Any]:
         ctl = self.ctl
         st = ctl.clusters.get(m["to"])
         if st is None or st.gateway is None:
@@ -216,12 +218,13 @@ class MoveSteps:
         if obj.get("kind") not in MAKE_BEFORE_BREAK:
             annotate_pods(obj, {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"})
         try:
-            await st.gateway.apply(obj)
+            await self.deps.apply(workload_key(body), st, body, obj)
         except GatewayError as e:
             if e.transient:
                 raise
             raise TargetRefused(e) from None
         ctl.applied_at[workload_key(body)] = ctl.clock.monotonic()
+        return ctl.workloads.get(workload_key(body)) or body  # with the dependencies' condition, if written
 
     async def _set(self, key: str, body: Mapping[str, Any], m: dict[str, Any], phase: MigrationPhase,
                    deadline: float | None = None, resume_hint: str | None = None) -> None:

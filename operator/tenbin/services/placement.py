@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from tenbin.api import AIWorkload, ConditionStatus, Reason, WorkloadCondition, WorkloadPhase
 from tenbin.clusters.gateway import GatewayError
 from tenbin.services.conditions import parse_time
+from tenbin.services.dependencies import DependencyCopier
 from tenbin.services.ledger import tolerations_of
 from tenbin.services.member_objects import is_finished, member_object, member_ref
 from tenbin.services.migration_state import active_migration
@@ -37,6 +38,7 @@ class Placement:
 
     def __init__(self, world: World) -> None:
         self.w = world
+        self.deps = DependencyCopier(world)
 
     async def run(self, key: str, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -145,7 +147,7 @@ class Placement:
         try:
             inv = st.observation.inventory if st.observation else None
             products = inv.products(model) if inv is not None and model else None
-            await st.gateway.apply(member_object(body, cluster, model, products))
+            await self.deps.apply(key, st, body, member_object(body, cluster, model, products))
         except GatewayError:
             self.w.metrics.member_errors.labels(cluster, "apply").inc()
             raise
@@ -194,6 +196,10 @@ class Placement:
                 else:
                     await self._edit_refused(key, body, cluster, generation, e)
                 return
+            body = self.w.workloads.get(key) or body  # the dependencies' condition may have been written
+            status = body.get("status") or {}
+        elif st is not None and observed is not None and self.deps.due(key):
+            await self.deps.resync(key, st, body, observed.body)
         if status.get("observedGeneration") == generation:
             return
         # spec changed: does the current placement still satisfy the rules, and the request still fit?
@@ -347,6 +353,7 @@ class Placement:
                 raise
         self.w.ledger.release(key)
         self.w.retry_at.pop(key, None)
+        self.w.dependencies_synced_at.pop(key, None)
 
 
 def _refused_before(status: Mapping[str, Any], generation: int) -> bool:

@@ -47,6 +47,9 @@ class Config:
                                              "migration")
     max_backoff_seconds: float = setting(
         300.0, "--max-backoff", "the longest wait between retries of one workload after member errors (seconds)")
+    dependency_resync_seconds: float = setting(
+        30.0, "--dependency-resync", "how often a placed workload's ConfigMaps, Secrets, ... are compared with the "
+        "hub and copied again when changed (seconds)")
     not_served_ttl_seconds: float = setting(
         300.0, "--not-served-ttl", "seconds a member that said it does not serve a kind is not offered it again")
 

@@ -58,6 +58,7 @@ class World:
         self.failures: dict[str, int] = {}  # key -> member errors in a row (the retry backoff)
         self.deleting: dict[tuple[str, str], float] = {}  # (cluster, workload uid) -> when we deleted its copy
         self.not_served: dict[tuple[str, str, str], float] = {}  # (cluster, apiVersion, kind) -> until
+        self.dependencies_synced_at: dict[str, float] = {}  # key -> when (monotonic) its dependencies were compared
         self.placement_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._scheduler: Scheduler | None = None
