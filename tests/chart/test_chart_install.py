@@ -311,6 +311,9 @@ HUB_CAN_I = [
     ("create", "leases.coordination.k8s.io", "default", False),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", None, False),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", None, False),
+    ("get", "configmaps", "default", True), ("list", "configmaps", "default", False),
+    ("create", "configmaps", "default", False), ("get", "namespaces", None, True), ("list", "namespaces", None, False),
+    ("get", "priorityclasses.scheduling.k8s.io", None, True),
 ]
 
 
@@ -329,7 +332,11 @@ MEMBER_CAN_I = [
     ("patch", "jobs.batch", "any", True), ("delete", "deployments.apps", "any", True),
     ("get", "secrets", "kube-system", False), ("create", "pods", "any", False), ("patch", "nodes", None, False),
     ("delete", "namespaces", None, False), ("create", "daemonsets.apps", "any", False),
-    ("get", "serviceaccounts", "any", True), ("create", "serviceaccounts", "any", False),
+    ("get", "serviceaccounts", "any", True), ("create", "serviceaccounts", "any", True),
+    ("create", "configmaps", "any", True), ("patch", "configmaps", "any", True), ("delete", "configmaps", "any", False),
+    ("create", "secrets", "any", False), ("patch", "secrets", "any", False),
+    ("create", "priorityclasses.scheduling.k8s.io", None, True),
+    ("delete", "priorityclasses.scheduling.k8s.io", None, False),
 ]
 
 

@@ -50,6 +50,23 @@ def test_rbac_has_no_wildcards_and_secrets_only_in_the_release_namespace(
             assert b["roleRef"]["name"] in names
 
 
+def test_secrets_are_read_only_in_the_namespaces_that_opt_in_to_copying(helm: Helm, tmp_path: Path) -> None:
+    values = tmp_path / "copy.yaml"
+    values.write_text("rbac:\n  copySecretsFromNamespaces: [ml-team, research]\n")
+    docs = helm.template(HUB_CHART, values=[values], namespace="tenbin-system")
+    secret_rules = [(r["kind"], r["metadata"]["namespace"], tuple(rule["verbs"])) for r, rule in rules(docs)
+                    if "secrets" in rule["resources"]]
+    assert sorted(secret_rules) == [("Role", "ml-team", ("get",)), ("Role", "research", ("get",)),
+                                    ("Role", "tenbin-system", ("get",))]
+    bound = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(docs, "RoleBinding")}
+    assert {("ml-team", "tenbin-copy-secrets"), ("research", "tenbin-copy-secrets")} <= bound
+    member = helm.template(MEMBER_CHART, release="tenbin-member", namespace="tenbin-system")
+    role = one(member, "ClusterRole", "tenbin-member-hub-access")
+    assert not [r for r in role["rules"] if "secrets" in r["resources"]], "Secrets writable by default"
+    assert {"apiGroups": [""], "resources": ["configmaps", "serviceaccounts"],
+            "verbs": ["get", "create", "patch"]} in role["rules"]
+
+
 def test_default_hub_render(helm: Helm) -> None:
     docs = helm.template(HUB_CHART)
     dep = one(docs, "Deployment", "tenbin")
@@ -102,6 +119,8 @@ def test_hub_cluster_role_is_exactly_what_the_operator_uses(helm: Helm) -> None:
         ("ClusterRole", ("tenbin.io",), ("aiworkloads", "gpuclusters"), (), ("patch",)),
         ("ClusterRole", ("tenbin.io",), ("aiworkloads/status", "gpuclusters/status"), (), ("patch",)),
         ("ClusterRole", ("",), ("events",), (), ("create",)),
+        ("ClusterRole", ("",), ("configmaps", "serviceaccounts", "namespaces"), (), ("get",)),
+        ("ClusterRole", ("scheduling.k8s.io",), ("priorityclasses",), (), ("get",)),
         ("ClusterRole", ("apiextensions.k8s.io",), ("customresourcedefinitions",), (), ("list", "watch")),
         ("Role", ("",), ("secrets",), (), ("get",)),
         ("Role", ("coordination.k8s.io",), ("leases",), (), ("create",)),
@@ -176,7 +195,8 @@ def test_default_member_render(helm: Helm) -> None:
     assert got == {
         ("tenbin-member-hub-access", ("",), ("nodes", "pods"), ("list",)),
         ("tenbin-member-hub-access", ("",), ("namespaces",), ("get", "create")),
-        ("tenbin-member-hub-access", ("",), ("serviceaccounts",), ("get",)),
+        ("tenbin-member-hub-access", ("",), ("configmaps", "serviceaccounts"), ("get", "create", "patch")),
+        ("tenbin-member-hub-access", ("scheduling.k8s.io",), ("priorityclasses",), ("get", "create", "patch")),
         ("tenbin-member-hub-access", ("batch",), ("jobs",), ("get", "list", "create", "patch", "delete")),
         ("tenbin-member-hub-access", ("apps",), ("deployments", "statefulsets"),
          ("get", "list", "create", "patch", "delete")),

@@ -206,10 +206,22 @@ async def sync(hub: ObjectReader, member: DependencyWriter, cluster: str, templa
         return report
     secrets_why: str | None = None
     if any(d.kind == "Secret" for d, _ in deps):
-        secrets_why = secrets_refused(await hub.get_object("v1", "Namespace", None, namespace), classification,
-                                      copy_secrets_for)
+        try:
+            ns_obj = await hub.get_object("v1", "Namespace", None, namespace)
+        except GatewayError as e:
+            if e.transient:
+                raise
+            ns_obj = None  # not allowed to read it (the chart's RBAC): no opt-in can be seen
+        secrets_why = secrets_refused(ns_obj, classification, copy_secrets_for)
     for dep, optional in deps:
-        theirs = await member.get(dep.ref)
+        try:
+            theirs = await member.get(dep.ref)
+        except GatewayError as e:
+            if e.transient:
+                raise
+            report.problems.append((dep, f"cannot be read in {cluster} ({e.status}): see the member chart's "
+                                         "hubAccess.dependencies"))
+            continue
         if theirs is not None and not is_tenbins(theirs):
             report.present.append((dep, "not made by Tenbin: left as it is"))
             continue
@@ -223,7 +235,14 @@ async def sync(hub: ObjectReader, member: DependencyWriter, cluster: str, templa
         if theirs is not None and dep.kind == "PriorityClass":
             report.copied.append(dep)
             continue
-        source = await hub.get_object(dep.ref.api_version, dep.kind, dep.namespace or None, dep.name)
+        try:
+            source = await hub.get_object(dep.ref.api_version, dep.kind, dep.namespace or None, dep.name)
+        except GatewayError as e:
+            if e.transient:
+                raise
+            report.problems.append((dep, f"cannot be read in the hub ({e.status}): see the chart's dependencies "
+                                         "values"))
+            continue
         if source is None:
             if not optional:
                 report.problems.append((dep, "not found in the hub"))
@@ -253,7 +272,14 @@ async def own(member: DependencyWriter, report: DependencyReport, workload: Mapp
     owner = {"apiVersion": workload["apiVersion"], "kind": workload["kind"], "name": meta["name"], "uid": uid}
     for dep in report.copied:
         if dep.namespaced and uid not in report.owners.get(dep, frozenset()):
-            await member.add_owner(dep.ref, owner)
+            try:
+                await member.add_owner(dep.ref, owner)
+            except GatewayError as e:
+                if e.transient:
+                    raise
+                report.problems.append((dep, f"could not be made owned by the workload ({e.status}): it would "
+                                             "stay in the member after it"))
+                continue
             report.owners[dep] = report.owners.get(dep, frozenset()) | {uid}
 
 
