@@ -333,7 +333,7 @@ MEMBER_CAN_I = [
     ("get", "secrets", "kube-system", False), ("create", "pods", "any", False), ("patch", "nodes", None, False),
     ("delete", "namespaces", None, False), ("create", "daemonsets.apps", "any", False),
     ("get", "serviceaccounts", "any", True), ("create", "serviceaccounts", "any", True),
-    ("create", "configmaps", "any", True), ("patch", "configmaps", "any", True), ("delete", "configmaps", "any", False),
+    ("create", "configmaps", "any", True), ("patch", "configmaps", "any", True), ("delete", "configmaps", "any", True),
     ("create", "secrets", "any", False), ("patch", "secrets", "any", False),
     ("create", "priorityclasses.scheduling.k8s.io", None, True),
     ("delete", "priorityclasses.scheduling.k8s.io", None, False),

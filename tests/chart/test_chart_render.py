@@ -64,7 +64,7 @@ def test_secrets_are_read_only_in_the_namespaces_that_opt_in_to_copying(helm: He
     role = one(member, "ClusterRole", "tenbin-member-hub-access")
     assert not [r for r in role["rules"] if "secrets" in r["resources"]], "Secrets writable by default"
     assert {"apiGroups": [""], "resources": ["configmaps", "serviceaccounts"],
-            "verbs": ["get", "create", "patch"]} in role["rules"]
+            "verbs": ["get", "list", "create", "patch", "delete"]} in role["rules"]
 
 
 def test_default_hub_render(helm: Helm) -> None:
@@ -195,7 +195,8 @@ def test_default_member_render(helm: Helm) -> None:
     assert got == {
         ("tenbin-member-hub-access", ("",), ("nodes", "pods"), ("list",)),
         ("tenbin-member-hub-access", ("",), ("namespaces",), ("get", "create")),
-        ("tenbin-member-hub-access", ("",), ("configmaps", "serviceaccounts"), ("get", "create", "patch")),
+        ("tenbin-member-hub-access", ("",), ("configmaps", "serviceaccounts"),
+         ("get", "list", "create", "patch", "delete")),
         ("tenbin-member-hub-access", ("scheduling.k8s.io",), ("priorityclasses",), ("get", "create", "patch")),
         ("tenbin-member-hub-access", ("batch",), ("jobs",), ("get", "list", "create", "patch", "delete")),
         ("tenbin-member-hub-access", ("apps",), ("deployments", "statefulsets"),

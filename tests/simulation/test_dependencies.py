@@ -279,3 +279,28 @@ def test_a_secret_the_member_has_itself_satisfies_the_workload_without_copying()
         assert "the member's own" in cond["message"]
 
     asyncio.run(run())
+
+
+def test_a_copy_no_workload_owns_is_removed_after_two_sweeps_and_an_owned_one_stays() -> None:
+    """A copy made just before an apply that never came (the member went away, the workload was refused):
+    nothing would ever own it, so the member's garbage collector would never remove it."""
+    async def run() -> None:
+        f = Fleet()
+        f.hub.create(config_map("used", {"k": "v"}))
+        await f.start()
+        f.hub.create(uses_config("train", "used"))
+        await deliver(f.hub, f.ctl)
+        await two_rounds(f)
+        left = config_map("left-behind", {"k": "v"}, labels={"app.kubernetes.io/managed-by": "tenbin",
+                                                            "tenbin.io/dependency": "true"})
+        await f.member.apply({**left, "metadata": {**left["metadata"]}})
+        theirs = config_map("theirs", {"k": "v"})  # the member's own, unowned: never Tenbin's to remove
+        await f.member.apply(theirs)
+        await f.round(RESYNC)
+        assert cm_ref("left-behind") in f.member.config, "removed at its first sighting (it may be in flight)"
+        await f.round(RESYNC)
+        await f.round(RESYNC)
+        assert cm_ref("left-behind") not in f.member.config
+        assert cm_ref("used") in f.member.config and cm_ref("theirs") in f.member.config
+
+    asyncio.run(run())

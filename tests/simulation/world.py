@@ -18,13 +18,14 @@ import asyncio
 import copy
 import heapq
 import itertools
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
-from tenbin.clusters.gateway import UID_LABEL, GatewayError
+from tenbin.clusters.gateway import UID_LABEL, GatewayError, ObjectRef
 from tenbin.clusters.memory import RUN_ANNOTATION, SERVED_KINDS, HubEvent, MemoryHub, MemoryMember, Node
 from tenbin.explain import explain_rows
 from tenbin.gpumodels import product_labels
@@ -34,6 +35,7 @@ from tenbin.services.migration_state import FENCED_ANNOTATION
 
 T0 = 1_800_000_000.0
 NS = "sim"
+SHARED_CONFIG, SHARED_SECRET = "shared-config", "shared-secret"
 MODELS = {"H100-80GB": 80, "A100-80GB": 80, "L4-24GB": 24}  # model -> memory GiB
 TIERS = ("OnPrem", "SovereignCloud", "Hyperscaler")
 BUILTIN = {  # the contract's built-in classification rules: tiers (empty: any), jurisdictions (empty: any)
@@ -151,6 +153,12 @@ class Simulation:
                                       {"classification": c, "allowedTiers": sorted(tiers),
                                        "allowedJurisdictions": sorted(jurisdictions)}
                                       for c, (tiers, jurisdictions) in RULES.items()]}})
+        # what some workloads' pods reference: the ConfigMap is copied with them, the Secret never (no opt-in)
+        self.hub.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        self.hub.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SHARED_CONFIG, "namespace": NS},
+                         "data": {"k": "v"}})
+        self.hub.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SHARED_SECRET, "namespace": NS},
+                         "type": "Opaque", "data": {"k": "dg=="}})
         n = self.rng.randint(2, 5)
         for i in range(n):
             tier = TIERS[i % 3] if i < 3 else self.rng.choice(TIERS)
@@ -243,6 +251,11 @@ class Simulation:
         pod: dict[str, Any] = {"metadata": {"labels": {"app": name}, "annotations": {}},
                                "spec": {"containers": [{"name": "main", "image": "registry.example.com/x:1",
                                                         "resources": {"limits": {"nvidia.com/gpu": per_pod}}}]}}
+        if self.rng.random() < 0.4:
+            pod["spec"]["volumes"] = [{"name": "config", "configMap": {"name": SHARED_CONFIG}}]
+        if self.rng.random() < 0.2:
+            pod["spec"]["containers"][0]["env"] = [
+                {"name": "K", "valueFrom": {"secretKeyRef": {"name": SHARED_SECRET, "key": "k"}}}]
         if kind in ("Job", "JobSet"):
             pod["spec"]["restartPolicy"] = "Never"
             pod["metadata"]["annotations"][RUN_ANNOTATION] = str(self.rng.randint(3, 40))
@@ -402,6 +415,8 @@ class Simulation:
                 if w is not None and c is not None and not allowed(w, c, policy):
                     raise self._broken(f"{ref} created in {name}, which residency forbids for "
                                        f"{w['metadata']['name']} ({w['spec']['residency']})")
+            if any(r.kind == "Secret" for r in m.config):
+                raise self._broken(f"a Secret was copied into {name}, though the policy lets no Secret leave the hub")
             if m.applied_while_deleting:
                 raise self._broken(f"{m.applied_while_deleting[0]} applied in {name} while it was being deleted: the "
                                    "apply is accepted and lost with the object")
@@ -504,6 +519,17 @@ class Simulation:
                 w = by_uid.get(uid)
                 if w is None or ((w.get("status") or {}).get("placement") or {}).get("cluster") != name:
                     raise self._broken(f"{ref} left in {name} with no AIWorkload placed there")
+            alive = {o["metadata"]["uid"] for o in m.objects.values()}
+            for ref, obj in m.config.items():
+                if not {o["uid"] for o in obj["metadata"].get("ownerReferences") or []} & alive:
+                    raise self._broken(f"{ref} left in {name} with no workload there that uses it")
+            for ref, obj in m.objects.items():
+                if SHARED_CONFIG in json.dumps(obj.get("spec")) and not any(
+                        o["uid"] == obj["metadata"]["uid"] for o in (m.config.get(ObjectRef(
+                            "v1", "ConfigMap", NS, SHARED_CONFIG)) or {"metadata": {}})["metadata"].get(
+                            "ownerReferences") or []):
+                    raise self._broken(f"{ref} in {name} uses ConfigMap {SHARED_CONFIG}, which is not there owned "
+                                       "by it")
             pending = [p["metadata"]["name"] for p in m.live_pods() if not p["spec"].get("nodeName")
                        and (p["metadata"].get("labels") or {}).get(UID_LABEL) not in over_asked]
             if pending:

@@ -314,6 +314,12 @@ class KarmadaGateway:
     async def add_owner(self, ref: ObjectRef, owner: Mapping[str, Any]) -> None:
         raise GatewayError(f"{self.name}: dependencies are not copied through Karmada", 501)
 
+    async def orphans(self) -> list[dict[str, Any]]:
+        return []  # none copied through Karmada
+
+    async def delete_unchanged(self, ref: ObjectRef, resource_version: str) -> bool:
+        return False
+
     async def annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
         """Merge annotations into the template (None removes one); Karmada carries them to the member's copy."""
         await self.karmada.annotate(ref, annotations)

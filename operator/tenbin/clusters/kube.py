@@ -45,6 +45,7 @@ from tenbin.kinds import DEFAULT_KINDS, KINDS
 
 SERVICE_ACCOUNT_WAIT_S = 10.0
 log = logging.getLogger(__name__)
+DEPENDENCY_SELECTOR = "app.kubernetes.io/managed-by=tenbin,tenbin.io/dependency=true"
 DISCOVERY_TTL_S = 60.0  # how long a member's answer to "which workload kinds do you serve" is kept
 KARMADA_MANAGED_LABEL = "karmada.io/managed"
 
@@ -272,6 +273,45 @@ class KubeGateway:
     async def add_owner(self, ref: ObjectRef, owner: Mapping[str, Any]) -> None:
         """Add an ownerReference to a member object (the others stay)."""
         await run_blocking(self._add_owner, ref, owner)
+
+    def _orphans(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for kind in ("ConfigMap", "ServiceAccount", "Secret"):
+            try:
+                listed = self._dynamic().get(self._resource("v1", kind), label_selector=DEPENDENCY_SELECTOR,
+                                             _request_timeout=REQUEST_TIMEOUT, serializer=plain)
+            except (ApiException, DynamicApiError) as e:
+                if getattr(e, "status", None) in (403, 404):
+                    continue  # not allowed to list them here (Secrets, by default): none of ours to find
+                raise wrap(f"{self.name}: list {kind}s", e) from None
+            except (HTTPError, OSError) as e:
+                raise wrap(f"{self.name}: list {kind}s", e) from None
+            for item in listed.get("items") or []:
+                if not (item.get("metadata") or {}).get("ownerReferences"):
+                    found.append({**item, "apiVersion": "v1", "kind": kind})
+        return found
+
+    async def orphans(self) -> list[dict[str, Any]]:
+        """Tenbin's dependency copies here that no object owns (any more, or yet)."""
+        return await run_blocking(self._orphans)
+
+    def _delete_unchanged(self, ref: ObjectRef, resource_version: str) -> bool:
+        try:
+            self._dynamic().delete(self._resource(ref.api_version, ref.kind), name=ref.name,
+                                   namespace=ref.namespace or None,
+                                   body={"preconditions": {"resourceVersion": resource_version}},
+                                   _request_timeout=REQUEST_TIMEOUT)
+            return True
+        except (ApiException, DynamicApiError) as e:
+            if getattr(e, "status", None) in (404, 409):
+                return False  # gone, or changed since (owned meanwhile)
+            raise wrap(f"{self.name}: delete {ref}", e) from None
+        except (HTTPError, OSError) as e:
+            raise wrap(f"{self.name}: delete {ref}", e) from None
+
+    async def delete_unchanged(self, ref: ObjectRef, resource_version: str) -> bool:
+        """Delete the object if it still is at `resource_version`; False when it is gone or changed."""
+        return await run_blocking(self._delete_unchanged, ref, resource_version)
 
     def _delete(self, ref: ObjectRef) -> bool:
         """Foreground: the object stays (with a deletionTimestamp) until its pods are gone, so "the copy is

@@ -330,7 +330,8 @@ class MemoryMember:
                                "`immutable` is set")
         new = copy.deepcopy(dict(obj))
         keep = {k: old["metadata"][k] for k in ("uid", "ownerReferences") if old and k in old["metadata"]}
-        new["metadata"] = {**new["metadata"], "uid": f"{self.name}-{next(self._seq)}", **keep}
+        new["metadata"] = {**new["metadata"], "uid": f"{self.name}-{next(self._seq)}", **keep,
+                           "resourceVersion": str(next(self._seq))}
         self.config[ref] = new
         self.writes.append(ref)
         return copy.deepcopy(new)
@@ -347,6 +348,21 @@ class MemoryMember:
             raise GatewayError(f"{self.name}: patch {ref}: 404 Not Found", 404)
         owners = [o for o in obj["metadata"].get("ownerReferences") or [] if o.get("uid") != owner.get("uid")]
         obj["metadata"]["ownerReferences"] = [*owners, dict(owner)]
+        obj["metadata"]["resourceVersion"] = str(next(self._seq))
+
+    async def orphans(self) -> list[Json]:
+        self._answer("list dependencies")
+        return [copy.deepcopy(o) for r, o in self.config.items() if r.kind != "PriorityClass"
+                and (o["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+                and not o["metadata"].get("ownerReferences")]
+
+    async def delete_unchanged(self, ref: ObjectRef, resource_version: str) -> bool:
+        self._answer(f"delete {ref}")
+        obj = self.config.get(ref)
+        if obj is None or obj["metadata"].get("resourceVersion") != resource_version:
+            return False
+        del self.config[ref]
+        return True
 
     async def delete(self, ref: ObjectRef) -> bool:
         """propagationPolicy Foreground, as the Kubernetes gateway deletes: the object stays, marked, until

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from tenbin.api import ClusterPhase, ClusterReason, GPUCluster, PlacementPolicy
-from tenbin.clusters.gateway import GatewayError
+from tenbin.clusters.gateway import GatewayError, ObjectRef
 from tenbin.services.clock import SYSTEM, Clock
+from tenbin.services.dependencies import sweep_orphans
 from tenbin.services.member_objects import workload_key
 from tenbin.services.member_sync import MemberSync
 from tenbin.services.metrics import Metrics
@@ -45,6 +47,8 @@ class Controller(World):
         self._background: set[asyncio.Future[None]] = set()
         self._drains: dict[str, asyncio.Task[None]] = {}
         self.placement = Placement(self)
+        self.swept_at: dict[str, float] = {}  # cluster -> when (monotonic) its orphaned dependency copies were sought
+        self.orphans_seen: dict[str, frozenset[tuple[ObjectRef, str]]] = {}
         self.members = MemberSync(self)
         self.migrator = Migrator(self, self.placement.refused)
 
@@ -153,11 +157,23 @@ class Controller(World):
         if seen is None:
             return
         st, fleet_changed = seen
+        await self._sweep(st)
         await self.migrator.evaluate(st)
         await self.migrator.steps.advance_for(st.name)
         if fleet_changed:
             self.nudge_unschedulable()
         await self._run_due()
+
+    async def _sweep(self, st: ClusterState) -> None:
+        """Every `dependency_resync_seconds`: remove the dependency copies no workload in the member owns."""
+        now = self.clock.monotonic()
+        if st.gateway is None or now - self.swept_at.get(st.name, -math.inf) < self.config.dependency_resync_seconds:
+            return
+        self.swept_at[st.name] = now
+        try:
+            self.orphans_seen[st.name] = await sweep_orphans(st, self.orphans_seen.get(st.name, frozenset()))
+        except GatewayError as e:
+            log.warning("GPUCluster %s: looking for dependency copies left behind: %s (next round)", st.name, e)
 
     async def _run_due(self) -> None:
         now = self.clock.monotonic()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,6 +33,8 @@ from tenbin.services.member_objects import pod_templates, workload_key
 from tenbin.services.state import ClusterState
 from tenbin.services.status import workload_status
 from tenbin.services.world import World
+
+log = logging.getLogger("tenbin")
 
 COPY_SECRETS_LABEL = "tenbin.io/copy-secrets"
 HASH_ANNOTATION = "tenbin.io/content-hash"
@@ -248,7 +251,8 @@ async def sync(hub: ObjectReader, member: DependencyWriter, cluster: str, templa
                 report.problems.append((dep, "not found in the hub"))
             continue
         want = member_copy(source, dep)
-        if theirs is None or _hash(theirs) != _hash(want):
+        # an unowned copy is written again too: its new version keeps the orphan sweep from removing it now
+        if theirs is None or _hash(theirs) != _hash(want) or (dep.namespaced and not _owner_uids(theirs)):
             try:
                 theirs = await member.apply(want)
             except GatewayError as e:
@@ -373,3 +377,19 @@ class DependencyCopier:
             "AIWorkload", meta["namespace"], meta["name"], workload_status(conditions=conditions))
         if state == ConditionStatus.FALSE:
             self.w.post_event(latest, "Warning", reason, text)
+
+
+async def sweep_orphans(st: ClusterState, seen_before: frozenset[tuple[ObjectRef, str]]) -> frozenset[
+        tuple[ObjectRef, str]]:
+    """Remove Tenbin's dependency copies that no workload object in the member owns, found unchanged in two
+    sweeps in a row (a copy is owned a moment after it is made, so one seen unowned twice is left from an apply
+    that never came - a member that went away, a refused workload). Returns this sweep's (ref, version) set."""
+    gw = st.gateway
+    if gw is None:
+        return frozenset()
+    now = frozenset((ObjectRef.of(o), str((o.get("metadata") or {}).get("resourceVersion") or ""))
+                    for o in await gw.orphans())
+    for ref, version in sorted(now & seen_before, key=str):
+        if await gw.delete_unchanged(ref, version):
+            log.info("%s: removed %s, which no workload there uses any more", st.name, ref)
+    return now
