@@ -304,3 +304,25 @@ def test_a_copy_no_workload_owns_is_removed_after_two_sweeps_and_an_owned_one_st
         assert cm_ref("used") in f.member.config and cm_ref("theirs") in f.member.config
 
     asyncio.run(run())
+
+
+def test_a_sooner_reconcile_does_not_cancel_the_next_comparison_with_the_hub() -> None:
+    """The comparison is scheduled in the workload's retry slot; an earlier reconcile (an event, a nudge) that
+    takes the slot must schedule it again (found by the e2e test, where other events came in between)."""
+    async def run() -> None:
+        f = Fleet()
+        f.hub.create(config_map("train-config", {"lr": "0.1"}))
+        await f.start()
+        f.hub.create(uses_config("train", "train-config"))
+        await deliver(f.hub, f.ctl)
+        await two_rounds(f)
+        key = f"{NS}/train"
+        for _ in range(3):  # reconciles in between, each taking the slot before the comparison is due
+            f.ctl.retry(key, 0.5)
+            await f.round(0.5)
+        f.hub.merge("ConfigMap", NS, "train-config", {"data": {"lr": "0.2"}})
+        for _ in range(int(RESYNC) + 1):
+            await f.round()
+        assert f.member.config[cm_ref("train-config")]["data"] == {"lr": "0.2"}
+
+    asyncio.run(run())

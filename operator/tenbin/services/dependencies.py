@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -316,8 +317,17 @@ class DependencyCopier:
         return out
 
     def due(self, key: str) -> bool:
+        """Time to compare this workload's dependencies with the hub again. When not yet, the comparison is
+        (re)scheduled: a sooner reconcile of the workload (an event, a nudge) takes its retry slot."""
         last = self.w.dependencies_synced_at.get(key)
-        return last is None or self.w.clock.monotonic() - last >= self.w.config.dependency_resync_seconds
+        if last is None or self.w.clock.monotonic() - last >= self.w.config.dependency_resync_seconds:
+            return True
+        self._arm(key, last + self.w.config.dependency_resync_seconds)
+        return False
+
+    def _arm(self, key: str, at: float) -> None:
+        if self.w.retry_at.get(key, math.inf) > at:
+            self.w.retry_at[key] = at
 
     async def resync(self, key: str, st: ClusterState, body: Mapping[str, Any], observed: Mapping[str, Any]) -> None:
         """A placed workload whose copy the member has: copy what changed in the hub, own what is not yet."""
@@ -336,9 +346,8 @@ class DependencyCopier:
         if not referenced(tmpl, ns):
             self.w.dependencies_synced_at.pop(key, None)
             return None
-        self.w.dependencies_synced_at[key] = self.w.clock.monotonic()
-        if self.w.retry_at.get(key, float("inf")) > self.w.clock.monotonic() + self.w.config.dependency_resync_seconds:
-            self.w.retry(key, self.w.config.dependency_resync_seconds)  # the next comparison with the hub
+        now = self.w.dependencies_synced_at[key] = self.w.clock.monotonic()
+        self._arm(key, now + self.w.config.dependency_resync_seconds)  # the next comparison with the hub
         report = DependencyReport(st.name)
         gw = st.gateway
         if gw is None or not gw.copies_dependencies:

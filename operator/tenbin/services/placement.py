@@ -198,8 +198,11 @@ class Placement:
                 return
             body = self.w.workloads.get(key) or body  # the dependencies' condition may have been written
             status = body.get("status") or {}
-        elif st is not None and observed is not None and self.deps.due(key):
-            await self.deps.resync(key, st, body, observed.body)
+        elif st is not None and self.deps.due(key):
+            if observed is not None:
+                await self.deps.resync(key, st, body, observed.body)
+            else:  # its copy not in this observation: look again at the next one
+                self.w.retry(key, self.w.config.resync_seconds)
         if status.get("observedGeneration") == generation:
             return
         # spec changed: does the current placement still satisfy the rules, and the request still fit?
