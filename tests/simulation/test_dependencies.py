@@ -326,3 +326,22 @@ def test_a_sooner_reconcile_does_not_cancel_the_next_comparison_with_the_hub() -
         assert f.member.config[cm_ref("train-config")]["data"] == {"lr": "0.2"}
 
     asyncio.run(run())
+
+
+def test_a_copy_swept_away_just_before_it_is_owned_is_copied_again() -> None:
+    """The orphan sweep may delete a left-over copy that a placement has just found current: the owner
+    step then finds it gone (404) and copies it again before owning it."""
+    from tenbin.services.dependencies import Dependency, DependencyReport, member_copy, own
+
+    async def run() -> None:
+        member = MemoryMember(MEMBER, [Node(f"{MEMBER}-n0", "NVIDIA-H100-80GB-HBM3", 8)], random.Random(0))
+        dep = Dependency("ConfigMap", NS, "cfg")
+        report = DependencyReport(MEMBER, copied=[dep], owners={dep: frozenset()},
+                                  wanted={dep: member_copy(config_map("cfg", {"k": "v"}), dep)})
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train", "uid": "job-uid"}}
+        await own(member, report, owner)
+        got = member.config[cm_ref("cfg")]
+        assert got["data"] == {"k": "v"} and [o["uid"] for o in got["metadata"]["ownerReferences"]] == ["job-uid"]
+        assert not report.problems
+
+    asyncio.run(run())

@@ -163,6 +163,8 @@ class DependencyReport:
     """Left as the member has it, and why (the member's own object; a Secret that is not copied)."""
     problems: list[tuple[Dependency, str]] = field(default_factory=list)
     """What keeps the pods from starting: not in the hub, not copied and not in the member, refused."""
+    wanted: dict[Dependency, dict[str, Any]] = field(default_factory=dict)
+    """The copy of each, as applied (to apply again should it vanish before it is owned)."""
 
     @property
     def any(self) -> bool:
@@ -252,8 +254,8 @@ async def sync(hub: ObjectReader, member: DependencyWriter, cluster: str, templa
                 report.problems.append((dep, "not found in the hub"))
             continue
         want = member_copy(source, dep)
-        # an unowned copy is written again too: its new version keeps the orphan sweep from removing it now
-        if theirs is None or _hash(theirs) != _hash(want) or (dep.namespaced and not _owner_uids(theirs)):
+        report.wanted[dep] = want
+        if theirs is None or _hash(theirs) != _hash(want):
             try:
                 theirs = await member.apply(want)
             except GatewayError as e:
@@ -278,7 +280,14 @@ async def own(member: DependencyWriter, report: DependencyReport, workload: Mapp
     for dep in report.copied:
         if dep.namespaced and uid not in report.owners.get(dep, frozenset()):
             try:
-                await member.add_owner(dep.ref, owner)
+                try:
+                    await member.add_owner(dep.ref, owner)
+                except GatewayError as e:
+                    if e.status != 404 or dep not in report.wanted:
+                        raise
+                    # an unowned copy the orphan sweep removed just now (it was left over before): copy it again
+                    await member.apply(report.wanted[dep])
+                    await member.add_owner(dep.ref, owner)
             except GatewayError as e:
                 if e.transient:
                     raise
@@ -398,6 +407,8 @@ async def sweep_orphans(st: ClusterState, seen_before: frozenset[tuple[ObjectRef
         return frozenset()
     now = frozenset((ObjectRef.of(o), str((o.get("metadata") or {}).get("resourceVersion") or ""))
                     for o in await gw.orphans())
+    # a placement may adopt one between the listing and the deletion: the precondition keeps a copy it has
+    # owned by then; one deleted just before its owner is added is copied again by that placement (`own`)
     for ref, version in sorted(now & seen_before, key=str):
         if await gw.delete_unchanged(ref, version):
             log.info("%s: removed %s, which no workload there uses any more", st.name, ref)
