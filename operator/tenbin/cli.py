@@ -19,7 +19,7 @@ from tenbin.services.settings import config_flags
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from tenbin.simulate import simulate_command
 
-    return simulate_command(args.file, args.output)
+    return simulate_command(args.file, args.output, args.skip_other_kinds)
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -149,8 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="where would these workloads go, at what price (no cluster needed)")
     sim.add_argument("-f", "--file", action="append", required=True, metavar="PATH",
-                     help="YAML file (multi-document) or directory of *.yaml/*.yml; repeatable")
-    sim.add_argument("-o", "--output", choices=["table", "json"], default="table")
+                     help="YAML file (multi-document), directory of *.yaml/*.yml, or - for standard input; "
+                          "repeatable")
+    sim.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    sim.add_argument("--skip-other-kinds", action="store_true",
+                     help="skip documents outside Tenbin's API group (ConfigMaps, Secrets, ...) with a warning "
+                          "each, instead of refusing them")
     sim.set_defaults(func=_cmd_simulate)
 
     exp = sub.add_parser("explain", help="every candidate cluster for one AIWorkload: scores and rejections")

@@ -1,11 +1,15 @@
-"""`tenbin simulate -f PATH [-f PATH ...] [-o table|json]`: where would these workloads go, at what price.
+"""`tenbin simulate -f PATH [-f PATH ...] [-o table|json|yaml] [--skip-other-kinds]`: where would these
+workloads go, at what price.
 
 This module does the file I/O; the decisions come from the pure core (`tenbin.scheduling`).
 
 Inputs: YAML files (multi-document) or directories, searched recursively for *.yaml / *.yml in sorted
-path order (hidden files and directories skipped). Every document must be a GPUCluster, AIWorkload or
-PlacementPolicy: an unknown kind is an input error, as the contract says, so point simulate at
-directories that hold only Tenbin objects (e.g. examples/fleet examples/policy examples/workloads).
+path order (hidden files and directories skipped); `-f -` reads standard input (once; named `-` in
+errors). Every document must be a GPUCluster, AIWorkload or PlacementPolicy: an unknown kind is an input
+error, as the contract says. A directory that also holds what the workloads use (ConfigMaps, Secrets, an
+Argo CD Application) can be read with `--skip-other-kinds`: documents whose apiVersion is not in Tenbin's
+group (tenbin.io) are then skipped, one warning line each on stderr; an unknown kind of Tenbin's group
+stays an error.
 The PlacementPolicy named `default` applies (other policies are validated and ignored); without one,
 the built-in defaults apply (base currency JPY, no exchange rates, weights price 0.5 / availability 0.5).
 
@@ -39,6 +43,7 @@ from typing import Any
 import yaml
 
 from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
+from tenbin.api.common import API_VERSION
 from tenbin.api.objects import KINDS, ObjectError, object_name, parse_object
 from tenbin.api.policy import DEFAULT_POLICY_NAME
 from tenbin.services.validation import semantic_error
@@ -47,6 +52,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 MAX_FILE_BYTES = 8 << 20
 ALIAS_SLACK_NODES = 10_000
 MAX_DEPTH = 100
+STDIN = "-"
 
 
 class InputError(Exception):
@@ -65,9 +71,13 @@ class Inputs:
     clusters: list[Loaded]
     workloads: list[Loaded]
     policies: list[Loaded]
+    skipped: list[str]
+    """One line per document left out by --skip-other-kinds."""
 
 
 def _yaml_files(path: str) -> list[Path]:
+    if path == STDIN:
+        return [Path(STDIN)]
     p = Path(path)
     if p.is_file():
         return [p]
@@ -163,9 +173,13 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def _read(path: Path) -> str:
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-            size = max(len(data), os.fstat(f.fileno()).st_size)
+        if str(path) == STDIN:
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+            size = len(data)
+        else:
+            with path.open("rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+                size = max(len(data), os.fstat(f.fileno()).st_size)
     except OSError as err:
         raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
     if size > MAX_FILE_BYTES:
@@ -206,19 +220,33 @@ def _jsonable(doc: Any) -> Any:
     return doc
 
 
-def load(paths: list[str]) -> Inputs:
+def _tenbins(doc: Any) -> bool:
+    """Whether a document claims Tenbin's API group (so its errors are errors, never skipped)."""
+    api_version = doc.get("apiVersion") if isinstance(doc, dict) else None
+    return isinstance(api_version, str) and api_version.split("/", 1)[0] == API_VERSION.split("/", 1)[0]
+
+
+def load(paths: list[str], skip_other_kinds: bool = False) -> Inputs:
+    if paths.count(STDIN) > 1:
+        raise InputError(f"{STDIN}: standard input given more than once (-f -)")
     files: list[Path] = []
     for p in paths:
         files.extend(_yaml_files(p))
-    inputs = Inputs([], [], [])
+    inputs = Inputs([], [], [], [])
     seen: dict[tuple[str, str], str] = {}
     for f in files:
         for index, doc in _documents(f):
             plain = _jsonable(doc)
+            if skip_other_kinds and isinstance(plain, dict) and not _tenbins(plain):
+                inputs.skipped.append(f"{f}: skipped {object_name(plain)} (apiVersion {plain.get('apiVersion')!r} "
+                                      "is not Tenbin's)")
+                continue
             try:
                 obj = parse_object(plain)
             except ObjectError as err:
                 what = str(err) if err.obj else f"document {index}: {err}"
+                if isinstance(plain, dict) and not _tenbins(plain):
+                    what += "; --skip-other-kinds skips objects that are not Tenbin's"
                 raise InputError(f"{f}: {what}") from None
             who = object_name(obj.model_dump(by_alias=True, include={"kind", "metadata"}))
             key = (obj.kind, who)
@@ -262,11 +290,11 @@ def _round(x: float | None, digits: int) -> float | None:
     return round(x, digits)
 
 
-def run(paths: list[str]) -> tuple[str, list[Any]]:
-    """Load, validate and place. Returns (base currency, decisions). Raises InputError."""
+def run(paths: list[str], skip_other_kinds: bool = False) -> tuple[str, list[Any], list[str]]:
+    """Load, validate and place. Returns (base currency, decisions, skipped documents). Raises InputError."""
     from tenbin.scheduling import EffectivePolicy, Scheduler, Snapshot
 
-    inputs = load(paths)
+    inputs = load(paths, skip_other_kinds)
     chosen_policy = next((p.obj for p in inputs.policies if p.obj.metadata.name == DEFAULT_POLICY_NAME), None)
     assert chosen_policy is None or isinstance(chosen_policy, PlacementPolicy)
     policy = EffectivePolicy.from_api(chosen_policy)
@@ -274,7 +302,7 @@ def run(paths: list[str]) -> tuple[str, list[Any]]:
     _check_semantics(inputs, policy)
     snap = Snapshot([c.obj for c in inputs.clusters if isinstance(c.obj, GPUCluster)])
     workloads = [w.obj for w in inputs.workloads if isinstance(w.obj, AIWorkload)]
-    return policy.base_currency, Scheduler(policy).place_all(workloads, snap)
+    return policy.base_currency, Scheduler(policy).place_all(workloads, snap), inputs.skipped
 
 
 def to_json(decisions: list[Any]) -> dict[str, Any]:
@@ -320,17 +348,21 @@ def to_table(base: str, decisions: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def simulate_command(paths: list[str], output: str) -> int:
+def simulate_command(paths: list[str], output: str, skip_other_kinds: bool = False) -> int:
     try:
-        base, decisions = run(paths)
+        base, decisions, skipped = run(paths, skip_other_kinds)
     except InputError as err:
         print(err, file=sys.stderr)  # "FILE: KIND NAME: FIELD: problem", one line
         return EXIT_INPUT
     except Exception as err:  # never a traceback for a user; say what broke
         print(f"tenbin simulate: internal error: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_INTERNAL
+    for line in skipped:
+        print(f"warning: {line}", file=sys.stderr)
     if output == "json":
         print(json.dumps(to_json(decisions), ensure_ascii=False))
+    elif output == "yaml":
+        print(yaml.safe_dump(to_json(decisions), sort_keys=False, allow_unicode=True), end="")
     else:
         print(to_table(base, decisions))
     return EXIT_OK

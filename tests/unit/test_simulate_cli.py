@@ -317,3 +317,76 @@ def test_a_spec_the_operator_accepts_is_placed(tmp_path: Path) -> None:
     res = simulate("-f", f, "-o", "json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["placements"][0]["cluster"] == "c1"
+
+
+# ------------------------------------------------------------------------- stdin, -o yaml, mixed directories
+
+def simulate_stdin(text: str | bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "tenbin", "simulate", *args],
+                          input=text.encode() if isinstance(text, str) else text, capture_output=True, cwd=ROOT,
+                          timeout=120, check=False, preexec_fn=_limit_memory,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+
+
+def _examples_text() -> str:
+    return "".join(f"---\n{f.read_text()}\n" for d in EXAMPLE_DIRS for f in sorted(d.glob("*.yaml")))
+
+
+def test_standard_input_reads_like_a_file_and_is_named_dash_in_errors(tmp_path: Path) -> None:
+    from_files = simulate(*[a for d in EXAMPLE_DIRS for a in ("-f", str(d))], "-o", "json")
+    from_stdin = simulate_stdin(_examples_text(), "-f", "-", "-o", "json")
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert json.loads(from_stdin.stdout) == json.loads(from_files.stdout)
+
+    bad = simulate_stdin(yaml.safe_dump(with_change(workload_doc("w"), "spec.replicas", "two")), "-f", "-")
+    assert bad.returncode == 2 and bad.stdout == b""
+    assert bad.stderr.decode().splitlines() == [bad.stderr.decode().strip()]
+    assert bad.stderr.decode().startswith("-: AIWorkload default/w: spec.replicas: ")
+
+    twice = simulate_stdin("", "-f", "-", "-f", "-")
+    assert twice.returncode == 2 and twice.stderr.decode().strip() == \
+        "-: standard input given more than once (-f -)"
+
+
+def test_standard_input_has_the_file_size_bound() -> None:
+    res = simulate_stdin(b"#" * (MAX_FILE_BYTES + 10), "-f", "-")
+    assert res.returncode == 2, res.stderr[-500:]
+    assert res.stderr.decode().startswith(f"-: {MAX_FILE_BYTES + 1} bytes: larger than the 8 MiB")
+
+
+def test_yaml_output_says_what_json_says() -> None:
+    args = [a for d in EXAMPLE_DIRS for a in ("-f", str(d))]
+    as_yaml = simulate(*args, "-o", "yaml")
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    assert yaml.safe_load(as_yaml.stdout) == json.loads(simulate(*args, "-o", "json").stdout)
+
+
+def test_other_kinds_are_refused_unless_asked_to_skip_them(tmp_path: Path) -> None:
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "train-config"}, "data": {"a": "b"}}
+    app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "tenbin"}}
+    f = write(tmp_path / "mixed.yaml", cluster_doc("c"), config_map, workload_doc("w"), app)
+
+    refused = _one_input_error(simulate("-f", str(tmp_path)))
+    assert refused.startswith(f"{f}: ConfigMap train-config: apiVersion: ") and "--skip-other-kinds" in refused
+
+    res = simulate("-f", str(tmp_path), "--skip-other-kinds", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [
+        f"warning: {f}: skipped ConfigMap train-config (apiVersion 'v1' is not Tenbin's)",
+        f"warning: {f}: skipped Application tenbin (apiVersion 'argoproj.io/v1alpha1' is not Tenbin's)"]
+    [p] = json.loads(res.stdout)["placements"]
+    assert (p["workload"], p["cluster"]) == ("default/w", "c")
+
+    # a kind of Tenbin's own group that does not exist is a mistake, not someone else's object
+    write(tmp_path / "pool.yaml", {"apiVersion": "tenbin.io/v1alpha1", "kind": "GPUPool", "metadata": {"name": "p"}})
+    assert _one_input_error(simulate("-f", str(tmp_path), "--skip-other-kinds")).startswith(
+        f"{tmp_path / 'pool.yaml'}: GPUPool p: kind: ")
+
+
+def test_an_unquoted_no_gets_a_hint_to_quote_it(tmp_path: Path) -> None:
+    doc = workload_doc("w", jurisdictions=["JP", "NO"])
+    f = tmp_path / "no.yaml"
+    f.write_text(yaml.safe_dump(doc).replace("'NO'", "NO"))  # as a user writes it
+    line = _one_input_error(simulate("-f", str(f)))
+    assert line.startswith(f"{f}: AIWorkload default/w: spec.residency.jurisdictions[1]: ")
+    assert 'quote it: "NO"' in line

@@ -149,6 +149,9 @@ def first_error(err: ValidationError) -> tuple[str, str, int]:
         msg = msg.removeprefix(prefix)
     if e["type"] == "extra_forbidden":
         msg = "unknown field"
+    elif e["type"] == "string_type" and isinstance(e.get("input"), bool):
+        msg += f" (got the boolean {str(e['input']).lower()}: YAML reads an unquoted NO, no, yes, on or off as a " \
+            "boolean, so quote it: \"NO\")"
     return field_path(tuple(e["loc"])), msg, len(errors)
 
 
