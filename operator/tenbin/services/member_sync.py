@@ -74,11 +74,14 @@ class MemberSync:
                     st.gateway, st.gateway_key = None, None
                 self.w.metrics.member_errors.labels(name, "observe").inc()
                 self.w.metrics.member_syncs.labels(name, "error").inc()
-                st.first_failure = st.first_failure or now
+                if st.first_failure is None:
+                    st.first_failure, st.failing_since = now, now_iso(self.w.clock.time())
                 down_for = now - st.first_failure
                 if down_for >= self.w.config.unreachable_after_seconds or st.last_ok is None:
                     st.phase, st.reason = ClusterPhase.NOT_READY, ClusterReason.UNREACHABLE
-                    st.message = f"unreachable for {down_for:.0f}s: {e}"
+                    # since when, not for how long: a status that changes every round would be written every
+                    # round (and Argo CD would refresh the GPUCluster every few seconds)
+                    st.message = f"unreachable since {st.failing_since}: {e}"
                     st.observation = None if st.last_ok is None else st.observation
         st.attempted = True
         if st.phase == ClusterPhase.READY and st.first_failure is None:  # answered this very round

@@ -35,6 +35,9 @@ class ClusterState:
     message: str = "not yet observed"
     last_ok: float | None = None
     first_failure: float | None = None
+    """Monotonic time of the first failed observation in a row (None: the last one answered)."""
+    failing_since: str = ""
+    """The same moment in wall time (RFC 3339): the status says since when, not a ticking duration."""
     attempted: bool = False
     last_status_write: float = 0.0
     last_status: dict[str, Any] = field(default_factory=dict)
