@@ -28,8 +28,9 @@ class OperatorProcess:
     """`tenbin run` in a subprocess; stopped by the fixture that started it."""
 
     def __init__(self, fleet: Fleet, log: Path, leader_elect: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.fleet = fleet
+        self.extra_args = extra_args
         self.log = log
         self.leader_elect = leader_elect  # None: --standalone; else these leader election flags instead
         self.env = env or {}
@@ -45,7 +46,7 @@ class OperatorProcess:
                 "--resync-seconds", str(RESYNC), "--unreachable-after", str(UNREACHABLE_AFTER),
                 "--delete-grace", str(DELETE_GRACE), "--cluster-lost-after", str(CLUSTER_LOST_AFTER),
                 "--pending-timeout", str(PENDING_TIMEOUT), "--checkpoint-grace", str(CHECKPOINT_GRACE),
-                "--min-move-interval", str(MIN_MOVE_INTERVAL), "--migration-timeout", "60"]
+                "--min-move-interval", str(MIN_MOVE_INTERVAL), "--migration-timeout", "60", *self.extra_args]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})

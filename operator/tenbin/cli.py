@@ -78,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(RunOptions(
         kubeconfig=args.kubeconfig, metrics_address=args.metrics_address, metrics_port=args.metrics_port,
         health_address=args.health_address, health_port=args.health_port, lease=lease,
-        verbose=args.verbose, config=cfg,
+        verbose=args.verbose, log_format=args.log_format, config=cfg,
     ))
 
 
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      metavar="SECONDS" if f.name.endswith("_seconds") else "N",
                                      help=f"{f.help} (default: {f.default:g})")
     run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("--log-format", choices=["text", "json"], default="text",
+                     help="text lines, or one JSON object per line (the object it is about under \"object\")")
     run.set_defaults(func=_cmd_run)
 
     sim = sub.add_parser("simulate", help="where would these workloads go, at what price (no cluster needed)")

@@ -32,6 +32,7 @@ class RunOptions:
     health_port: int = 8081
     lease: LeaseConfig | None = None  # None: no leader election (a single replica)
     verbose: bool = False
+    log_format: str = "text"  # "json": one JSON object per line
     config: Config | None = None
 
 
@@ -111,15 +112,26 @@ def serve_metrics(opts: RunOptions, registry: Any) -> str | None:
     return None
 
 
+def configure_logging(log_format: str, verbose: bool) -> None:
+    """Text lines, or (json) one JSON object per line, Kopf's formatter: message, timestamp, severity, and
+    the Kubernetes object a line is about under "object" (Kopf's own lines); Python warnings go through it
+    too."""
+    if log_format == "json":
+        kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON, log_refkey="object")
+        logging.captureWarnings(True)
+    else:
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per watch event
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # not one line per probe
+
+
 def run(opts: RunOptions) -> int:
     if (problem := port_problem(opts)) is not None:  # before the hub: say it now, exit 2
         print(f"tenbin run: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.DEBUG if opts.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not opts.verbose:
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per watch event
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # not one line per probe
+    configure_logging(opts.log_format, opts.verbose)
     global _ELECTOR
     if opts.lease is not None and (problem := opts.lease.problem()):
         print(f"tenbin run: {problem}", file=sys.stderr)

@@ -147,6 +147,16 @@ def test_every_operator_setting_reaches_tenbin_run(helm: Helm, tmp_path: Path) -
     assert {f.name: getattr(args, f.name) for f in flags} == wanted
 
 
+def test_json_logs_are_one_value(helm: Helm) -> None:
+    (c,) = one(helm.template(HUB_CHART, sets={"operator.logFormat": "json"}), "Deployment", "tenbin")["spec"][
+        "template"]["spec"]["containers"]
+    from tenbin.cli import build_parser
+
+    assert "--log-format=json" in c["args"] and build_parser().parse_args(c["args"]).log_format == "json"
+    with pytest.raises(AssertionError, match="logFormat"):
+        helm.template(HUB_CHART, sets={"operator.logFormat": "yaml"})
+
+
 def test_ha_monitoring_values(helm: Helm) -> None:
     docs = helm.template(HUB_CHART, values=HUB_SETS["ha-monitoring"])
     dep = one(docs, "Deployment")

@@ -37,11 +37,12 @@ class Replicas:
         self.lease = f"tenbin-test-{uuid.uuid4().hex[:8]}"
         self.procs: dict[str, OperatorProcess] = {}
 
-    def start(self, name: str) -> OperatorProcess:
+    def start(self, name: str, *extra_args: str) -> OperatorProcess:
         flags = ["--leader-elect", "--lease-name", self.lease, "--lease-namespace", SYSTEM_NAMESPACE,
                  "--lease-duration", str(LEASE_DURATION), "--renew-deadline", str(RENEW_DEADLINE),
                  "--retry-period", str(RETRY_PERIOD)]
-        op = OperatorProcess(self.hub, self.tmp / f"{name}.log", leader_elect=flags, env={"POD_NAME": name})
+        op = OperatorProcess(self.hub, self.tmp / f"{name}.log", leader_elect=flags, env={"POD_NAME": name},
+                            extra_args=extra_args)
         self.procs[name] = op
         op.start()
         return op
@@ -104,7 +105,7 @@ def running_once(fleet: Fleet, ns: str, name: str) -> dict[str, Any]:
 def test_two_replicas_one_lease_holder_and_only_it_places(replicas: Replicas, ns: str) -> None:
     fleet = replicas.hub
     with ThreadPoolExecutor(2) as pool:  # both start at once and contend for the Lease from the start
-        a, b = pool.map(replicas.start, ["leader-a", "leader-b"])
+        a, b = pool.map(lambda n: replicas.start(n, "--log-format", "json"), ["leader-a", "leader-b"])
     wait_until("a Lease holder", lambda: replicas.holder() in ("leader-a", "leader-b"), timeout=30)
     leader, standby = (a, b) if replicas.holder() == "leader-a" else (b, a)
     spec = replicas.spec()
@@ -123,6 +124,15 @@ def test_two_replicas_one_lease_holder_and_only_it_places(replicas: Replicas, ns
     assert replicas.holder() == ("leader-a" if leader is a else "leader-b")
     assert "standing by" in standby.log.read_text(errors="replace")
     assert body["status"]["placement"]["gpus"] == 1
+    # --log-format json: every line either writes is one JSON object (what a log pipeline parses)
+    for op in (leader, standby):
+        lines = [json.loads(line) for line in op.log.read_text(errors="replace").splitlines() if line.strip()]
+        assert lines and all(isinstance(x, dict) and {"message", "timestamp", "severity"} <= set(x) for x in lines)
+    # the events come from tenbin (kubectl describe's From), not from the framework it is written with
+    events = json.loads(fleet.kubectl("get", "events", "-n", ns, "--field-selector",
+                                      "involvedObject.name=le-once", "-o", "json").stdout)["items"]
+    assert events and {(e.get("reportingComponent"), (e.get("source") or {}).get("component"))
+                       for e in events} == {("tenbin", "tenbin")}
 
 
 def test_killed_leader_is_replaced_after_the_lease_duration(replicas: Replicas, ns: str) -> None:

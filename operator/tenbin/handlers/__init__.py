@@ -24,6 +24,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.tenbin.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.tenbin.io")
     settings.posting.level = logging.WARNING  # Tenbin posts its own decision events
+    settings.posting.reporting_component = "tenbin"  # the events' source (`kubectl describe`'s From)
     # No Kopf peering: one replica at a time is made sure of by the Lease (tenbin.clusters.leader), before Kopf starts.
     settings.peering.standalone = True
     # At most 64 objects are handled at once. Kopf keeps a finished object's worker (and its slot) for
