@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import lupa.lua51 as lua51
-from chart_harness import ROOT
 
-HEALTH = ROOT / "examples" / "argocd" / "health"
+HEALTH = Path(__file__).resolve().parents[1] / "examples" / "argocd" / "health"
 SCRIPTS = {"AIWorkload": HEALTH / "aiworkload.lua", "GPUCluster": HEALTH / "gpucluster.lua",
            "Application": HEALTH / "application.lua"}
 STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}

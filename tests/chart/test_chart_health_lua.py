@@ -31,8 +31,8 @@ def aiw(phase: str | None = None, generation: int = 1, observed: int | None = 1,
     return obj
 
 
-def cond(type_: str, status: str, message: str = "") -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": "Test", "message": message,
+def cond(type_: str, status: str, message: str = "", reason: str = "Test") -> dict[str, Any]:
+    return {"type": type_, "status": status, "reason": reason, "message": message,
             "lastTransitionTime": "2026-01-01T00:00:00Z"}
 
 
@@ -44,7 +44,12 @@ AIW_CASES = [
     ("Migrating", aiw("Migrating", message="moving to onprem"), "Progressing", "moving to onprem"),
     ("Succeeded", aiw("Succeeded", message="Job completed"), "Healthy", "Job completed"),
     ("Failed", aiw("Failed", message="Job failed (1 failed pods)"), "Degraded", "Job failed"),
-    ("Unschedulable", aiw("Unschedulable", message="0/3 clusters fit: 3 residency"), "Suspended", "0/3 clusters fit"),
+    ("Unschedulable, waiting for room", aiw("Unschedulable", message="0/3 clusters fit: 3 insufficient H100-80GB",
+                                            conditions=[cond("Scheduled", "False", reason="Unschedulable")]),
+     "Progressing", "Waiting for capacity: 0/3 clusters fit"),
+    ("Unschedulable, no cluster can ever fit", aiw("Unschedulable", message="0/3 clusters fit: 3 residency",
+                                                   conditions=[cond("Scheduled", "False", reason="NoClusterCanFit")]),
+     "Degraded", "0/3 clusters fit: 3 residency"),
     ("invalid spec", aiw("Failed", conditions=[cond("Valid", "False", "invalid spec: spec.gpu.count")]),
      "Degraded", "invalid spec: spec.gpu.count"),
     ("spec changed, not yet observed", aiw("Running", generation=3, observed=2), "Progressing",
@@ -71,7 +76,7 @@ def test_every_aiworkload_phase_has_a_definite_health() -> None:
     got = {p.value: health("AIWorkload", aiw(p.value))[0] for p in WorkloadPhase}
     assert got == {"Pending": "Progressing", "Scheduled": "Progressing", "Running": "Healthy",
                    "Migrating": "Progressing", "Succeeded": "Healthy", "Failed": "Degraded",
-                   "Unschedulable": "Suspended"}
+                   "Unschedulable": "Progressing"}
 
 
 def gpuc(phase: str | None = None, cordoned: bool = False, message: str | None = None, free: int | None = None,

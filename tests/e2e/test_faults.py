@@ -8,6 +8,7 @@ import re
 import signal
 from typing import Any
 
+from health_lua import health
 from operator_harness import ROOT, OperatorProcess, aiw, apply, held, hub_json, member_pods, release, workload
 from tenbin.testbed.fleet import Fleet, wait_until
 
@@ -128,7 +129,8 @@ def test_a_kind_no_member_serves_is_reported_and_holds_nothing(operator: Operato
     doc["spec"]["template"] = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "js"},
                                "spec": {"replicatedJobs": [{"name": "w", "replicas": 1,
                                                             "template": {"spec": {"template": pod}}}]}}
-    apply(fleet, ns, unknown, doc)
+    nowhere = workload("nowhere", gpus=1, jurisdictions=["DE"])  # no member is in Germany
+    apply(fleet, ns, unknown, doc, nowhere)
     wait_until("widget Valid=False", lambda: (_condition(aiw(fleet, ns, "widget"), "Valid") or {}).get("status")
                == "False", timeout=60)
     valid = _condition(aiw(fleet, ns, "widget"), "Valid")
@@ -138,6 +140,14 @@ def test_a_kind_no_member_serves_is_reported_and_holds_nothing(operator: Operato
     assert not st.get("placement")
     assert "kind (JobSet not served)" in st["message"], st["message"]
     assert _condition(aiw(fleet, ns, "jobset"), "Scheduled")["reason"] == "Unschedulable"
+    wait_until("nowhere Unschedulable", lambda: phase(fleet, ns, "nowhere") == "Unschedulable", timeout=60)
+    assert _condition(aiw(fleet, ns, "nowhere"), "Scheduled")["reason"] == "NoClusterCanFit"
+    # Argo CD's health checks on the objects the operator wrote: waiting for a member that serves the kind
+    # is progress; an invalid spec, and residency that rules out every member, need an edit
+    assert health("AIWorkload", aiw(fleet, ns, "jobset"))[0] == "Progressing"
+    assert health("AIWorkload", aiw(fleet, ns, "widget"))[0] == "Degraded"
+    nowhere_body = aiw(fleet, ns, "nowhere")
+    assert health("AIWorkload", nowhere_body) == ("Degraded", nowhere_body["status"]["message"])
     # nothing is held: two whole-node workloads take the member's 16 GPUs
     apply(fleet, ns, workload("after-1", gpus=8, jurisdictions=["US"], run_seconds=600),
           workload("after-2", gpus=8, jurisdictions=["US"], run_seconds=600))

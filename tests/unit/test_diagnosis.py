@@ -64,3 +64,18 @@ def test_many_details_are_elided() -> None:
     fleet = [cluster(f"c{i}", gpus=[("H100-80GB", i, 1, "JPY")]) for i in range(5)]
     s = place(workload(count=8), fleet, POL).diagnosis.summary()
     assert "5 insufficient H100-80GB (" in s and "+3 more" in s
+
+
+def test_no_capacity_helps_only_when_rules_rule_out_every_candidate() -> None:
+    # FLEET: "small" lacks room and "pricey" is over budget, so freed GPUs or a new price could still place W
+    assert not place(W, FLEET, POL).diagnosis.no_capacity_helps
+    # without them, residency and the model rule out everything: only an edit helps
+    rules_only = [c for c in FLEET if c.metadata.name not in ("small", "pricey")]
+    d = place(W, rules_only, POL)
+    assert not d.scheduled and d.diagnosis.no_capacity_helps
+    # a cluster ruled out by a rule *and* by capacity still needs an edit
+    tight = [*rules_only, cluster("tiny-us", tier="Hyperscaler", jurisdiction="US", gpus=[("H100-80GB", 1, 1, "USD")])]
+    assert place(W, tight, POL).diagnosis.no_capacity_helps
+    # a placed workload, and an empty fleet (clusters get added), are not that
+    assert not place(W, [*FLEET, cluster("ok", gpus=[("H100-80GB", 8, 480, "JPY")])], POL).diagnosis.no_capacity_helps
+    assert not place(W, [], POL).diagnosis.no_capacity_helps

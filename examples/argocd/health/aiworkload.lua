@@ -1,10 +1,12 @@
 -- Argo CD health of a tenbin.io/v1alpha1 AIWorkload (argocd-cm: resource.customizations.health.tenbin.io_AIWorkload).
 --   Healthy      Running, or Succeeded
 --   Progressing  not placed yet, Pending, Scheduled (placed, pods starting), Migrating, being deleted,
---                or Tenbin has not yet looked at the current spec (status.observedGeneration < generation)
---   Suspended    Unschedulable: no member fits now; it waits for capacity (as a queued, suspended Job does)
---   Degraded     Failed, an invalid spec (condition Valid=False), or the spec no longer fits the current
---                placement (condition PlacementConflict=True)
+--                Tenbin has not yet looked at the current spec (status.observedGeneration < generation), or
+--                Unschedulable while it waits for room (or a ready member, or one serving its kind)
+--   Degraded     Failed, an invalid spec (condition Valid=False), the spec no longer fits the current
+--                placement (condition PlacementConflict=True), or Unschedulable because no cluster can ever
+--                take it as written (Scheduled=False NoClusterCanFit: residency, selector or GPU model
+--                rule every one out; an edit is needed, not capacity)
 hs = {}
 
 local function condition(status, type_)
@@ -64,6 +66,10 @@ if phase == "Pending" or phase == "Scheduled" or phase == "Migrating" then
   return say("Progressing", message)
 end
 if phase == "Unschedulable" then
-  return say("Suspended", message)
+  local scheduled = condition(status, "Scheduled")
+  if scheduled ~= nil and scheduled.reason == "NoClusterCanFit" then
+    return say("Degraded", message)
+  end
+  return say("Progressing", "Waiting for capacity: " .. message)
 end
 return say("Unknown", "Unknown phase " .. tostring(phase) .. ": " .. message)

@@ -99,7 +99,11 @@ class Reason(StrEnum):
     SCHEDULED = "Scheduled"
     """Event and history event of a new placement; Event when the member shows it scheduled, pods not running."""
     UNSCHEDULABLE = "Unschedulable"
-    """Scheduled=False and Event: no cluster satisfies the rules and has room."""
+    """Scheduled=False and Event: no cluster satisfies the rules and has room; it waits for room (or a member
+    that is ready, or one that serves its kind)."""
+    NO_CLUSTER_CAN_FIT = "NoClusterCanFit"
+    """Scheduled=False and Event: every cluster is ruled out by residency, its cluster selector or its GPU
+    model/memory; no freed capacity will help, only an edit of the AIWorkload or of the fleet."""
     KIND_NOT_SERVED = "KindNotServed"
     """Scheduled=False and Event: the member does not serve the template's kind (the others are tried)."""
     MEMBER_REJECTED = "MemberRejected"

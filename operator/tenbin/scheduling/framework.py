@@ -171,6 +171,10 @@ class Candidate:
 MAX_DETAILS = 2
 
 
+SPEC_RULES = frozenset({"selector", "residency", "model"})
+"""The filter plugins whose verdict only an edit changes (of the workload, a GPUCluster or the policy)."""
+
+
 class Diagnosis:
     """Why candidates were rejected: every failing reason of every rejected candidate (computed lazily)."""
 
@@ -250,6 +254,15 @@ class Diagnosis:
             out.append((cat, len(cl), ranked))
         out.sort(key=lambda x: (-x[1], order[x[0]]))
         return out
+
+    @cached_property
+    def no_capacity_helps(self) -> bool:
+        """No cluster fits, and every candidate is ruled out by a rule capacity cannot change (residency, the
+        cluster selector, GPU model or memory): only an edit of the workload or the fleet helps. Budget is not
+        such a rule (prices change), nor is an empty fleet (clusters are added)."""
+        reasons = self.reasons
+        return self.fit_clusters == 0 and bool(reasons) and all(
+            any(r.plugin in SPEC_RULES for r in rs) for rs in reasons.values())
 
     def summary(self) -> str:
         """'0/5 clusters fit: 2 residency (jurisdiction US not in [JP]), 1 insufficient H100-80GB (free 4 < 8)'."""

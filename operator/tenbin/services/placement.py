@@ -98,12 +98,13 @@ class Placement:
             self.w.unschedulable.add(key)
             if status.get("phase") == WorkloadPhase.UNSCHEDULABLE and status.get("message") == message:
                 return  # nothing new to say: no write, no event
+            why = Reason.NO_CLUSTER_CAN_FIT if decision.diagnosis.no_capacity_helps else Reason.UNSCHEDULABLE
             conditions = self.w.condition(conditions, WorkloadCondition.SCHEDULED, ConditionStatus.FALSE,
-                                          Reason.UNSCHEDULABLE, message, generation)
+                                          why, message, generation)
             patch = workload_status(phase=WorkloadPhase.UNSCHEDULABLE, message=message, conditions=conditions,
                                     observed_generation=generation)
             self.w.workloads[key] = await self.w.hub.patch_status("AIWorkload", meta["namespace"], meta["name"], patch)
-            self.w.post_event(body, "Warning", Reason.UNSCHEDULABLE, message)
+            self.w.post_event(body, "Warning", why, message)
             self.w.metrics.placements.labels("unschedulable", _category(decision)).inc()
             if elsewhere:  # looked at again once its old copy is gone
                 self.w.retry(key, self.w.config.resync_seconds)
