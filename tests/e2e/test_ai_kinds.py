@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from operator_harness import OperatorProcess, aiw, apply, member_pods
+from operator_harness import OperatorProcess, aiw, apply, bring_member_back, member_pods
 from tenbin.testbed import addons
 from tenbin.testbed.fleet import Fleet, wait_until
 
@@ -201,6 +201,51 @@ def test_a_jobset_moves_with_the_checkpoint_handshake_and_an_lws_make_before_bre
     assert ("Migrated", ONPREM, SOVEREIGN) in history
     wait_until("the source LeaderWorkerSet gone",
                lambda: member_objects(fleet, ONPREM, ns, "leaderworkersets") == [], timeout=60)
+
+
+def ready_reason(fleet: Fleet, ns: str, name: str) -> str | None:
+    return next((c.get("reason") for c in status(fleet, ns, name).get("conditions") or [] if c["type"] == "Ready"),
+                None)
+
+
+def test_a_lost_members_jobset_waits_for_a_fence_and_its_lws_moves_on(controllers: Fleet, ns: str) -> None:
+    """The on-prem member's apiserver goes away with a JobSet and a LeaderWorkerSet on it. The
+    LeaderWorkerSet (long-running: two copies for a while are how it rolls out anyway) starts on the sovereign
+    member at once; the JobSet runs once, and from the hub a dead member and a cut-off one look the same, so
+    it waits until the member is fenced. When the member comes back the copies it kept are removed."""
+    fleet = controllers
+    tiers = ["OnPrem", "SovereignCloud"]
+    apply(fleet, ns, workload("lost-train", jobset("lost-train", workers=1, run_seconds=600), gpus=1, replicas=1,
+                              tiers=tiers),
+          workload("lost-chat", lws("lost-chat", size=2, gpus=1), gpus=1, replicas=2, tiers=tiers))
+    for name in ("lost-train", "lost-chat"):
+        wait_until(f"{name} Running on-prem", lambda n=name: phase_on(fleet, ns, n, "Running", ONPREM), timeout=120)
+
+    fleet.stop(f"{ONPREM}-kube-apiserver")
+    try:
+        wait_until("lost-chat Running on the sovereign member",
+                   lambda: phase_on(fleet, ns, "lost-chat", "Running", SOVEREIGN), timeout=120)
+        wait_until("lost-train awaits a fence", lambda: ready_reason(fleet, ns, "lost-train") == "AwaitingFence",
+                   timeout=60)
+        assert member_objects(fleet, SOVEREIGN, ns, "jobsets") == [], "a second copy of a run-once JobSet"
+        assert status(fleet, ns, "lost-train")["placement"]["cluster"] == ONPREM
+        fleet.kubectl("annotate", "gpucluster", ONPREM, "tenbin.io/fenced=true")  # "it is really down"
+        wait_until("lost-train Running on the sovereign member",
+                   lambda: phase_on(fleet, ns, "lost-train", "Running", SOVEREIGN), timeout=120)
+        for name in ("lost-train", "lost-chat"):
+            moves = [(h.get("reason"), h.get("from")) for h in status(fleet, ns, name).get("history", [])
+                     if h["event"] == "Migrated"]
+            assert moves == [("ClusterLost", ONPREM)], (name, moves)
+    finally:
+        bring_member_back(fleet, ONPREM)
+        addons.install(fleet, ONPREM, SERVES[ONPREM], log=lambda _m: None)  # any controller that gave up
+    wait_until("the fence consumed", lambda: "tenbin.io/fenced" not in (json.loads(fleet.kubectl(
+        "get", "gpucluster", ONPREM, "-o", "json").stdout)["metadata"].get("annotations") or {}), timeout=60)
+    for resource in ("jobsets", "leaderworkersets"):
+        wait_until(f"the {resource} the on-prem member kept removed",
+                   lambda r=resource: member_objects(fleet, ONPREM, ns, r) == [], timeout=120)
+        assert [o["metadata"]["name"] for o in member_objects(fleet, SOVEREIGN, ns, resource)] == \
+            ["lost-train" if resource == "jobsets" else "lost-chat"]
 
 
 def refuse_jobsets_without(fleet: Fleet, member: str, ns: str, config_map: str) -> None:
