@@ -100,7 +100,7 @@ KINDS: dict[str, KindInfo] = {
         singular="placementpolicy",
         model=PlacementPolicy,
         namespaced=False,
-        short_names=("pp",),
+        short_names=("tpol",),  # not "pp": Karmada's PropagationPolicy has it
         columns=(
             PrinterColumn("Base", "string", ".spec.baseCurrency"),
             PrinterColumn("Price Weight", "number", ".spec.weights.price"),
