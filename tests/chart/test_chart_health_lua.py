@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 from chart_harness import ROOT
-from health_lua import SCRIPTS, health
 
+from health_lua import SCRIPTS, health
 from tenbin.api.aiworkload import WorkloadPhase
 from tenbin.api.gpucluster import ClusterPhase
 

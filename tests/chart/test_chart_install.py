@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 from chart_harness import HUB_CHART, MEMBER_CHART, ROOT, Helm, crds_established, json_of, kubeconfig_for_token
-from health_lua import health
 
+from health_lua import health
 from operator_harness import DELETE_GRACE, RESYNC, UNREACHABLE_AFTER, OperatorProcess, aiw, apply, hub_json, workload
 from tenbin.testbed.fleet import SYSTEM_NAMESPACE, Fleet, wait_until
 
