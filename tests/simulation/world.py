@@ -29,6 +29,7 @@ from tenbin.clusters.gateway import UID_LABEL, GatewayError, ObjectRef
 from tenbin.clusters.memory import RUN_ANNOTATION, SERVED_KINDS, HubEvent, MemoryHub, MemoryMember, Node
 from tenbin.explain import explain_rows
 from tenbin.gpumodels import product_labels
+from tenbin.scheduling.migration import Trigger
 from tenbin.services.clock import Clock
 from tenbin.services.controller import Config, Controller
 from tenbin.services.migration_state import FENCED_ANNOTATION
@@ -437,7 +438,12 @@ class Simulation:
                 raise self._broken(f"two running copies of Job {by_uid[uid]['metadata']['name']}: {sorted(where)}")
         for w in self.workloads():  # every new placement or move target, when it is decided
             st = w.get("status") or {}
-            targets = {(st.get("placement") or {}).get("cluster"), (st.get("migration") or {}).get("to")}
+            move = st.get("migration") or {}
+            if move and (move.get("reason") not in set(Trigger) or not move.get("message")):
+                raise self._broken(f"{w['metadata']['name']}: status.migration says why as reason "
+                                   f"{move.get('reason')!r} and message {move.get('message')!r}: a trigger token "
+                                   "and the sentence")
+            targets = {(st.get("placement") or {}).get("cluster"), move.get("to")}
             for name in sorted(t for t in targets if t):
                 seen = self.decided.setdefault(w["metadata"]["uid"], set())
                 if name not in seen and name in clusters and not allowed(w, clusters[name], policy):

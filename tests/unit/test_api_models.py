@@ -111,7 +111,8 @@ def test_status_models_accept_what_the_operator_writes() -> None:
                       "pricePerGPUHour": 480, "currency": "JPY", "score": 87.5, "gpus": 16},
         "message": "2/7 clusters fit",
         "history": [{"time": "2025-01-01T00:00:00Z", "event": "Scheduled", "cluster": "sakura"}],
-        "migration": {"from": "sakura", "to": "kddi", "reason": "cheaper by 25%", "phase": "StartingTarget",
+        "migration": {"from": "sakura", "to": "kddi", "reason": "Cost", "message": "cheaper by 25%",
+                      "phase": "StartingTarget",
                       "startedAt": "2025-01-01T00:00:00Z", "deadline": "2025-01-01T00:10:00Z"},
     })
     assert a.migration is not None and a.migration.from_ == "sakura"

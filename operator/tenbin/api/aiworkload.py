@@ -312,6 +312,10 @@ class MigrationStatus(ApiModel):
     resume_hint: Message | None = None
     """Batch work: what the source reported in tenbin.io/checkpoint-done (passed to the target)."""
     reason: Message
+    """Why it moves, a CamelCase token: ResidencyDrift, ClusterLost, CapacityFailover, Evacuation, Requested or
+    Cost (the history entry's `reason`; objects written by Tenbin before 0.2 hold a sentence here)."""
+    message: Message | None = None
+    """The same in words ("cheaper by 25%: ¥360 < ¥480/GPU-h")."""
     phase: MigrationPhase
     started_at: Timestamp
     deadline: Timestamp | None = None

@@ -211,7 +211,8 @@ class Migrator:
                 return
             now = self.ctl.clock.time()
             migration = {"from": source, "to": move.target.cluster, "gpuModel": move.target.model,
-                         "reason": move.reason[:1024], "phase": MigrationPhase.PENDING, "startedAt": now_iso(now),
+                         "reason": str(move.trigger), "message": move.reason[:1024], "phase": MigrationPhase.PENDING,
+                         "startedAt": now_iso(now),
                          "deadline": now_iso(now + ctl.config.migration_timeout_seconds)}
             patch = workload_status(phase=WorkloadPhase.MIGRATING, migration=migration,
                                     message=f"migrating from {source} to {move.target.cluster}: {move.reason}")
