@@ -354,7 +354,7 @@ class Simulation:
         if r < 0.51 and wls:
             w = self.rng.choice(wls)
             self.hub.merge("AIWorkload", NS, w["metadata"]["name"],
-                           {"metadata": {"annotations": {"tenbin.io/replace": "now"}}})
+                           {"metadata": {"annotations": {"tenbin.io/replace": f"tick-{self.tick_no}"}}})
             return f"re-place {w['metadata']['name']}"
         if r < 0.54 and live:
             name = self.rng.choice(live)

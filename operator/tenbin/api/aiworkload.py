@@ -332,6 +332,9 @@ class AIWorkloadStatus(ApiModel):
     conditions: Conditions
     history: Annotated[list[HistoryEntry], Field(default_factory=list, max_length=MAX_HISTORY)]
     migration: MigrationStatus | None = None
+    replace_request: Message | None = None
+    """The tenbin.io/replace value Tenbin last acted on. The annotation stays (a GitOps tool that keeps it in
+    Git never sees it undone); a new value is a new request."""
 
 
 class AIWorkload(ApiModel):

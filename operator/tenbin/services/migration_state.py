@@ -31,6 +31,15 @@ class TargetRefused(Exception):
         self.error = error
 
 
+def replace_requested(body: Mapping[str, Any]) -> str | None:
+    """The tenbin.io/replace value not acted on yet (status.replaceRequest holds the one that was), or None."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if REPLACE_ANNOTATION not in annotations:
+        return None
+    value = str(annotations[REPLACE_ANNOTATION])
+    return None if value == (body.get("status") or {}).get("replaceRequest") else value
+
+
 def active_migration(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     m = (body.get("status") or {}).get("migration")
     return m if m and m.get("phase") in ACTIVE else None

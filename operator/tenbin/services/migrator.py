@@ -37,9 +37,9 @@ from tenbin.services.ledger import MOVE
 from tenbin.services.member_objects import is_finished, member_ref
 from tenbin.services.migration_state import (
     EVACUATE_ANNOTATION,
-    REPLACE_ANNOTATION,
     active_migration,
     history_of,
+    replace_requested,
 )
 from tenbin.services.migration_steps import MoveSteps, Refuse, await_fence, fenced
 from tenbin.services.state import ClusterState
@@ -107,7 +107,7 @@ class Migrator:
                 continue
             if move is None:
                 self._judged[key] = (ctl.snapshot_builds, int(body["metadata"].get("generation") or 0))
-            requested = REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {})
+            requested = replace_requested(body) is not None
             if move is None:
                 if requested:
                     await self._consume_request(key, body, "no other feasible cluster; staying on " + st.name)
@@ -133,8 +133,7 @@ class Migrator:
         spec = body.get("spec") or {}
         if (spec.get("migration") or {}).get("policy") == MigrationPolicy.COST_AWARE:
             return True
-        if st.phase != ClusterPhase.READY or st.deleting \
-                or REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}):
+        if st.phase != ClusterPhase.READY or st.deleting or replace_requested(body) is not None:
             return True
         if key in self.pending_since:
             return True
@@ -164,7 +163,7 @@ class Migrator:
             pending_for=now_m - since,
             residency_violations=ctl.violations(wl, cluster, model, plugins=frozenset({"residency"})),
             evacuating=st.deleting or (cordoned and str(annotations.get(EVACUATE_ANNOTATION, "")).lower() == "true"),
-            replace_requested=REPLACE_ANNOTATION in (body["metadata"].get("annotations") or {}),
+            replace_requested=replace_requested(body) is not None,
         )
         mig = wl.spec.migration
         policy = Policy(str(mig.policy), float(mig.min_savings_percent), float(mig.cooldown_seconds)) \
@@ -181,11 +180,11 @@ class Migrator:
         return should_migrate(current, alternatives, policy, history, self.limits(), self.ctl.clock.time())
 
     async def _consume_request(self, key: str, body: Mapping[str, Any], outcome: str | None) -> None:
+        """Record the request's value as acted on (the annotation stays: see AIWorkloadStatus.replace_request)."""
         meta = body["metadata"]
         try:
-            self.ctl.workloads[key] = await self.ctl.hub.patch(
-                "AIWorkload", meta["namespace"], meta["name"],
-                {"metadata": {"annotations": {REPLACE_ANNOTATION: None}}})
+            self.ctl.workloads[key] = await self.ctl.hub.patch_status(
+                "AIWorkload", meta["namespace"], meta["name"], workload_status(replace_request=replace_requested(body)))
         except GatewayError as e:
             log.warning("consume re-place request of %s: %s", key, e)
             return
