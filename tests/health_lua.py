@@ -23,3 +23,35 @@ def health(kind: str, obj: Mapping[str, Any], script: Path | None = None) -> tup
     assert status in STATUSES, status
     assert isinstance(message, str)
     return str(status), message
+
+
+ACTIONS = Path(__file__).resolve().parents[1] / "examples" / "argocd" / "actions"
+ACTION_DIRS = {"AIWorkload": ACTIONS / "aiworkload", "GPUCluster": ACTIONS / "gpucluster"}
+
+
+def _plain(value: Any) -> Any:
+    """A Lua value as JSON-like Python data, as Argo CD converts it back (a table keyed 1..n is a list)."""
+    if lua51.lua_type(value) != "table":
+        return value
+    items = dict(value.items())
+    if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(1, len(items) + 1)):
+        return [_plain(items[i]) for i in range(1, len(items) + 1)]
+    return {str(k): _plain(v) for k, v in items.items()}
+
+
+def discover(kind: str, obj: Mapping[str, Any]) -> dict[str, bool]:
+    """Run the kind's discovery.lua as Argo CD does: {action name: enabled}."""
+    lua = lua51.LuaRuntime(unpack_returned_tuples=False)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    found = _plain(lua.execute((ACTION_DIRS[kind] / "discovery.lua").read_text()))
+    assert isinstance(found, dict)
+    return {name: not spec.get("disabled", False) for name, spec in found.items()}
+
+
+def act(kind: str, action: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one action.lua as Argo CD does: the object as the global `obj`, the chunk returns it changed."""
+    lua = lua51.LuaRuntime(unpack_returned_tuples=False)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    out = _plain(lua.execute((ACTION_DIRS[kind] / f"{action}.lua").read_text()))
+    assert isinstance(out, dict)
+    return out

@@ -40,6 +40,13 @@ def replace_requested(body: Mapping[str, Any]) -> str | None:
     return None if value == (body.get("status") or {}).get("replaceRequest") else value
 
 
+def evacuation_requested(cluster: Mapping[str, Any]) -> bool:
+    """Has the GPUCluster been asked to send its work away: cordoned and annotated tenbin.io/evacuate: "true"?"""
+    annotations = (cluster.get("metadata") or {}).get("annotations") or {}
+    return bool((cluster.get("spec") or {}).get("cordoned")) \
+        and str(annotations.get(EVACUATE_ANNOTATION, "")).lower() == "true"
+
+
 def active_migration(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     m = (body.get("status") or {}).get("migration")
     return m if m and m.get("phase") in ACTIVE else None

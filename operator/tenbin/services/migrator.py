@@ -36,8 +36,8 @@ from tenbin.services.conditions import now_iso
 from tenbin.services.ledger import MOVE
 from tenbin.services.member_objects import is_finished, member_ref
 from tenbin.services.migration_state import (
-    EVACUATE_ANNOTATION,
     active_migration,
+    evacuation_requested,
     history_of,
     replace_requested,
 )
@@ -154,15 +154,13 @@ class Migrator:
         else:
             self.pending_since.pop(key, None)
             since = now_m
-        annotations = (st.body.get("metadata") or {}).get("annotations") or {}
-        cordoned = bool((st.body.get("spec") or {}).get("cordoned"))
         current = Current(
             cluster=cluster, model=model, price_base=ctl.price_base(cluster, model),
             reachable=st.phase == ClusterPhase.READY,
             unreachable_for=(now_m - st.first_failure) if st.first_failure is not None else 0.0,
             pending_for=now_m - since,
             residency_violations=ctl.violations(wl, cluster, model, plugins=frozenset({"residency"})),
-            evacuating=st.deleting or (cordoned and str(annotations.get(EVACUATE_ANNOTATION, "")).lower() == "true"),
+            evacuating=st.deleting or evacuation_requested(st.body),
             replace_requested=replace_requested(body) is not None,
         )
         mig = wl.spec.migration

@@ -1,0 +1,2 @@
+obj.spec.cordoned = true
+return obj
