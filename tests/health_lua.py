@@ -1,5 +1,9 @@
-"""Run Argo CD's Lua health checks (examples/argocd/health/*.lua) in a real Lua 5.1 runtime, as Argo CD
-(gopher-lua, Lua 5.1) does: the object is the global `obj`, the chunk returns a table {status, message}."""
+"""Run Argo CD's Lua health checks and resource actions (examples/argocd/health/*.lua, actions/*/*.lua) in a
+real Lua 5.1 runtime, as Argo CD (gopher-lua, Lua 5.1) does: the object is the global `obj`; a health check
+returns {status, message}, a discovery script {action: {disabled}}, an action the changed object. Argo CD runs
+them in a sandbox (util/lua/lua.go: only the base, table and package libraries and an `os` with just time and
+date; no string or math library, so no `s:find()` either): so does this runner, and a script that would fail
+in Argo CD fails here."""
 
 from __future__ import annotations
 
@@ -15,9 +19,26 @@ SCRIPTS = {"AIWorkload": HEALTH / "aiworkload.lua", "GPUCluster": HEALTH / "gpuc
 STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 
 
-def health(kind: str, obj: Mapping[str, Any], script: Path | None = None) -> tuple[str, str]:
+SANDBOX = """
+local date, time = os.date, os.time
+debug.setmetatable("", nil)
+string, math, io, debug = nil, nil, nil, nil
+package.loaded.string, package.loaded.math, package.loaded.io, package.loaded.debug = nil, nil, nil, nil
+os = {date = date, time = time}
+package.loaded.os = os
+"""
+
+
+def runtime(obj: Mapping[str, Any]) -> lua51.LuaRuntime:
+    """A Lua 5.1 runtime limited as Argo CD's, with `obj` set."""
     lua = lua51.LuaRuntime(unpack_returned_tuples=False)
+    lua.execute(SANDBOX)
     lua.globals().obj = lua.table_from(obj, recursive=True)
+    return lua
+
+
+def health(kind: str, obj: Mapping[str, Any], script: Path | None = None) -> tuple[str, str]:
+    lua = runtime(obj)
     hs = lua.execute((script or SCRIPTS[kind]).read_text())
     status, message = hs["status"], hs["message"]
     assert status in STATUSES, status
@@ -41,17 +62,15 @@ def _plain(value: Any) -> Any:
 
 def discover(kind: str, obj: Mapping[str, Any]) -> dict[str, bool]:
     """Run the kind's discovery.lua as Argo CD does: {action name: enabled}."""
-    lua = lua51.LuaRuntime(unpack_returned_tuples=False)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
+    lua = runtime(obj)
     found = _plain(lua.execute((ACTION_DIRS[kind] / "discovery.lua").read_text()))
     assert isinstance(found, dict)
     return {name: not spec.get("disabled", False) for name, spec in found.items()}
 
 
-def act(kind: str, action: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+def act(kind: str, action: str, obj: Mapping[str, Any], script: Path | None = None) -> dict[str, Any]:
     """Run one action.lua as Argo CD does: the object as the global `obj`, the chunk returns it changed."""
-    lua = lua51.LuaRuntime(unpack_returned_tuples=False)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    out = _plain(lua.execute((ACTION_DIRS[kind] / f"{action}.lua").read_text()))
+    lua = runtime(obj)
+    out = _plain(lua.execute((script or ACTION_DIRS[kind] / f"{action}.lua").read_text()))
     assert isinstance(out, dict)
     return out

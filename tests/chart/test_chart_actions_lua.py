@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +142,23 @@ def test_gpucluster_actions_write_what_tenbin_reads() -> None:
     for name in ("cordon", "uncordon", "evacuate", "fence"):  # the rest of the object is left as it was
         out = act("GPUCluster", name, lost)
         assert out["spec"]["gpus"] == lost["spec"]["gpus"] and out["metadata"]["name"] == "onprem-tokyo", name
+
+
+@pytest.mark.parametrize("body", [
+    'obj.metadata.name = string.upper(obj.metadata.name)\nreturn obj\n',
+    'obj.metadata.name = obj.metadata.name:upper()\nreturn obj\n',
+    'obj.spec.cordoned = math.floor(1) == 1\nreturn obj\n',
+    'io.write("x")\nreturn obj\n',
+    'os.execute("true")\nreturn obj\n',
+])
+def test_the_runner_refuses_what_argo_cds_sandbox_refuses(tmp_path: Path, body: str) -> None:
+    """Argo CD gives the scripts no string, math or io library and an os with only time and date: a script
+    that leans on them would fail in Argo CD, so it fails here too, instead of passing."""
+    import lupa.lua51
+
+    script = tmp_path / "action.lua"
+    script.write_text(body)
+    with pytest.raises(lupa.lua51.LuaError):
+        act("GPUCluster", "custom", gpuc(), script=script)
+    script.write_text('local os = require("os")\nobj.metadata.name = os.date("!%Y")\nreturn obj\n')
+    assert act("GPUCluster", "custom", gpuc(), script=script)["metadata"]["name"].isdigit()  # what it does give
