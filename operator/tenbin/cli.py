@@ -78,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(RunOptions(
         kubeconfig=args.kubeconfig, metrics_address=args.metrics_address, metrics_port=args.metrics_port,
         health_address=args.health_address, health_port=args.health_port, lease=lease,
-        verbose=args.verbose, log_format=args.log_format, config=cfg,
+        verbose=args.verbose, log_format=args.log_format, member_pod_security=args.member_pod_security, config=cfg,
     ))
 
 
@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true")
     run.add_argument("--log-format", choices=["text", "json"], default="text",
                      help="text lines, or one JSON object per line (the object it is about under \"object\")")
+    run.add_argument("--member-pod-security", choices=["baseline", "restricted", "privileged", "none"],
+                     default="baseline",
+                     help="Pod Security level enforced on the namespaces Tenbin creates in members (none: no "
+                          "label, the member's default); existing namespaces are left as they are (default: "
+                          "baseline)")
     run.set_defaults(func=_cmd_run)
 
     sim = sub.add_parser("simulate", help="where would these workloads go, at what price (no cluster needed)")

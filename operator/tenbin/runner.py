@@ -16,7 +16,7 @@ from typing import Any, cast
 import kopf
 from prometheus_client import start_http_server
 
-from tenbin.clusters.hub import HubClient, hub_api_client, member_gateways
+from tenbin.clusters.hub import HubClient, hub_api_client, member_gateways, pod_security_labels
 from tenbin.clusters.leader import LeaderElector, LeaseConfig, install_write_fence
 from tenbin.handlers import register
 from tenbin.services.controller import Config, Controller
@@ -33,6 +33,7 @@ class RunOptions:
     lease: LeaseConfig | None = None  # None: no leader election (a single replica)
     verbose: bool = False
     log_format: str = "text"  # "json": one JSON object per line
+    member_pod_security: str = "baseline"  # Pod Security level of the namespaces Tenbin creates in members
     config: Config | None = None
 
 
@@ -48,7 +49,8 @@ def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) 
 def make_controller(opts: RunOptions) -> Controller:
     hub = HubClient(hub_api_client(opts.kubeconfig))
 
-    return Controller(hub, member_gateways(hub), _post_event, opts.config or Config(), Metrics())
+    gateways = member_gateways(hub, pod_security_labels(opts.member_pod_security))
+    return Controller(hub, gateways, _post_event, opts.config or Config(), Metrics())
 
 
 def connection_info(cfg: Any) -> kopf.ConnectionInfo:

@@ -157,6 +157,21 @@ def test_json_logs_are_one_value(helm: Helm) -> None:
         helm.template(HUB_CHART, sets={"operator.logFormat": "yaml"})
 
 
+@pytest.mark.parametrize(("level", "want"), [(None, "baseline"), ("restricted", "restricted"), ("none", "none")])
+def test_member_pod_security_reaches_tenbin_run(helm: Helm, level: str | None, want: str) -> None:
+    from tenbin.cli import build_parser
+    from tenbin.clusters.hub import pod_security_labels
+
+    sets = {"operator.memberPodSecurity": level} if level else {}
+    (c,) = one(helm.template(HUB_CHART, sets=sets), "Deployment", "tenbin")["spec"]["template"]["spec"]["containers"]
+    got = build_parser().parse_args(c["args"]).member_pod_security
+    assert got == want
+    labels = pod_security_labels(got)
+    assert labels.get("pod-security.kubernetes.io/enforce") == (None if want == "none" else want)
+    with pytest.raises(AssertionError, match="memberPodSecurity"):
+        helm.template(HUB_CHART, sets={"operator.memberPodSecurity": "open"})
+
+
 def test_ha_monitoring_values(helm: Helm) -> None:
     docs = helm.template(HUB_CHART, values=HUB_SETS["ha-monitoring"])
     dep = one(docs, "Deployment")

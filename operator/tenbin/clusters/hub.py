@@ -138,22 +138,32 @@ class HubClient:
             raise GatewayError(f"hub: {what}: {type(e).__name__}: {e}".splitlines()[0]) from None
 
 
-def member_gateways(hub: HubClient) -> Callable[[str, Mapping[str, Any]], Awaitable[ClusterGateway]]:
+def pod_security_labels(level: str) -> dict[str, str]:
+    """The Pod Security admission labels of a namespace Tenbin creates in a member: `level` enforced, and what
+    `restricted` would refuse recorded in the member's audit log; `none` for no labels (the member's default)."""
+    if level == "none":
+        return {}
+    return {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/audit": "restricted"}
+
+
+def member_gateways(hub: HubClient, namespace_labels: Mapping[str, str] | None = None,
+                    ) -> Callable[[str, Mapping[str, Any]], Awaitable[ClusterGateway]]:
     """How `tenbin run` (and `tenbin explain`) reach a member from its GPUCluster's `spec.connection`: a
-    kubeconfig in a hub Secret, the hub itself (`inCluster`), or a cluster behind a Karmada control plane."""
+    kubeconfig in a hub Secret, the hub itself (`inCluster`), or a cluster behind a Karmada control plane.
+    `namespace_labels` go on the namespaces Tenbin creates there."""
 
     async def gateway(name: str, conn: Mapping[str, Any]) -> ClusterGateway:
         ref = conn.get("kubeconfigSecretRef")
         if ref:
             text = await hub.read_secret_key(ref["namespace"], ref["name"], ref.get("key") or "kubeconfig")
-            return KubeGateway.from_kubeconfig(name, text)
+            return KubeGateway.from_kubeconfig(name, text, namespace_labels)
         if conn.get("inCluster"):
-            return KubeGateway(name, hub.api)
+            return KubeGateway(name, hub.api, namespace_labels)
         karmada = conn.get("karmada")
         if karmada:
             kref = karmada["kubeconfigSecretRef"]
             text = await hub.read_secret_key(kref["namespace"], kref["name"], kref.get("key") or "kubeconfig")
-            return KarmadaGateway.from_kubeconfig(name, karmada["clusterName"], text)
+            return KarmadaGateway.from_kubeconfig(name, karmada["clusterName"], text, namespace_labels)
         raise GatewayError(f"GPUCluster {name} has no spec.connection: it can be simulated, not used")
 
     return gateway

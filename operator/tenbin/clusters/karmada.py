@@ -107,16 +107,19 @@ class KarmadaGateway:
     """Not yet: Karmada propagates a workload's dependencies itself (PropagationPolicy propagateDeps) once they
     are in its own apiserver; Tenbin does not put them there yet."""
 
-    def __init__(self, name: str, cluster_name: str, api: client.ApiClient) -> None:
+    def __init__(self, name: str, cluster_name: str, api: client.ApiClient,
+                 namespace_labels: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.cluster_name = cluster_name
-        self.karmada = KubeGateway(f"{name} (Karmada)", api)  # the Karmada apiserver
+        # the Karmada apiserver; Karmada propagates the namespaces made there, labels included, to its members
+        self.karmada = KubeGateway(f"{name} (Karmada)", api, namespace_labels)
         self._proxy = PROXY_PATH.format(cluster_name)
         self._kinds: set[tuple[str, str]] = set(DEFAULT_KINDS)
 
     @classmethod
-    def from_kubeconfig(cls, name: str, cluster_name: str, karmada_kubeconfig: str) -> KarmadaGateway:
-        return cls(name, cluster_name, api_client_from_kubeconfig(karmada_kubeconfig))
+    def from_kubeconfig(cls, name: str, cluster_name: str, karmada_kubeconfig: str,
+                        namespace_labels: Mapping[str, str] | None = None) -> KarmadaGateway:
+        return cls(name, cluster_name, api_client_from_kubeconfig(karmada_kubeconfig), namespace_labels)
 
     # ---- helpers ---------------------------------------------------------------------------------
 

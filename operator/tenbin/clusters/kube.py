@@ -55,9 +55,12 @@ class KubeGateway:
 
     copies_dependencies = True
 
-    def __init__(self, name: str, api: client.ApiClient) -> None:
+    def __init__(self, name: str, api: client.ApiClient, namespace_labels: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.api = api
+        self.namespace_labels = dict(namespace_labels or {})
+        """Labels of a namespace this gateway creates (Pod Security admission's, `tenbin run --member-pod-security`);
+        a namespace that exists already is never changed."""
         self.core: Any = client.CoreV1Api(api)  # plain-dict bodies are valid; the stubs want models
         self._dyn: DynamicClient | None = None
         self._dyn_lock = threading.Lock()
@@ -68,8 +71,8 @@ class KubeGateway:
         self._ns_lock = threading.Lock()
 
     @classmethod
-    def from_kubeconfig(cls, name: str, text: str) -> KubeGateway:
-        return cls(name, api_client_from_kubeconfig(text))
+    def from_kubeconfig(cls, name: str, text: str, namespace_labels: Mapping[str, str] | None = None) -> KubeGateway:
+        return cls(name, api_client_from_kubeconfig(text), namespace_labels)
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -169,9 +172,9 @@ class KubeGateway:
                 if e.status != 404:
                     raise
                 try:
-                    self.core.create_namespace(
-                        {"metadata": {"name": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}}},
-                        _request_timeout=REQUEST_TIMEOUT)
+                    labels = {**self.namespace_labels, MANAGED_BY_LABEL: MANAGED_BY}
+                    self.core.create_namespace({"metadata": {"name": namespace, "labels": labels}},
+                                               _request_timeout=REQUEST_TIMEOUT)
                 except ApiException as e2:
                     if e2.status != 409:
                         raise
