@@ -202,6 +202,9 @@ def test_the_chart_identity_places_work_end_to_end(installed: Installed, operato
     assert "tenbin.io/member-cleanup" in body["metadata"]["finalizers"]  # patch aiworkloads
     job = json.loads(fleet.kubectl("get", "job", "chart-e2e", "-n", ns, "-o", "json", cluster=MEMBER).stdout)
     assert job["status"].get("succeeded") == 1  # applied through the member chart's ServiceAccount
+    # the namespace Tenbin made there enforces Pod Security baseline (the member chart's policy requires a level)
+    made = json.loads(fleet.kubectl("get", "namespace", ns, "-o", "json", cluster=MEMBER).stdout)["metadata"]["labels"]
+    assert made["pod-security.kubernetes.io/enforce"] == "baseline" and made["app.kubernetes.io/managed-by"] == "tenbin"
     events = hub_json(fleet, "events", "-n", ns, "--field-selector", "involvedObject.name=chart-e2e")["items"]
     assert {"Scheduled", "Running", "Succeeded"} <= {e["reason"] for e in events}  # create events
     cluster = hub_json(fleet, "gpucluster", MEMBER)
@@ -377,3 +380,71 @@ def test_helm_upgrade_then_uninstall_keeps_crds_and_custom_resources(installed: 
     assert any(c["metadata"]["name"] == MEMBER for c in hub_json(fleet, "gpuclusters")["items"])
 
 
+
+
+def _as_member_identity(installed: Installed, *args: str,
+                        input_: str | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [str(installed.fleet.binaries.kubectl), "--kubeconfig", str(installed.member_sa_kubeconfig), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, input=input_)
+
+
+def test_the_member_chart_keeps_the_hub_identity_out_of_system_namespaces(installed: Installed) -> None:
+    """RBAC lets the hub identity write Jobs and ConfigMaps in every namespace; the member chart's
+    ValidatingAdmissionPolicy refuses it in kube-system and the release namespace, and refuses a namespace it
+    creates without a Pod Security level, each with a message naming the namespace and the chart value. Other
+    users (here the admin) are not affected."""
+    fleet = installed.fleet
+    for namespace in ("kube-system", NS):
+        res = _as_member_identity(installed, "create", "configmap", "probe", "-n", namespace, "--from-literal=a=b")
+        assert res.returncode != 0, res.stdout
+        assert f"namespace {namespace} is closed to Tenbin" in res.stderr and "hubAccess.namespaces.denied" in \
+            res.stderr, res.stderr
+        res = _as_member_identity(installed, "create", "job", "probe", "-n", namespace, "--image=busybox")
+        assert res.returncode != 0 and f"namespace {namespace} is closed to Tenbin" in res.stderr, res.stderr
+    # the admin is not the hub identity: the policy does not look at its requests
+    fleet.kubectl("create", "configmap", "tenbin-vap-probe", "-n", "kube-system", "--from-literal=a=b", cluster=MEMBER)
+    fleet.kubectl("delete", "configmap", "tenbin-vap-probe", "-n", "kube-system", cluster=MEMBER)
+
+    name = f"vap-{uuid.uuid4().hex[:8]}"
+
+    def namespace(labels: dict[str, str]) -> str:
+        return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+
+    try:
+        for labels in ({}, {"pod-security.kubernetes.io/enforce": "privileged"}):
+            res = _as_member_identity(installed, "create", "-f", "-", input_=namespace(labels))
+            assert res.returncode != 0, res.stdout
+            assert f"namespace {name} must enforce a Pod Security level of baseline, restricted" in res.stderr, \
+                res.stderr
+        res = _as_member_identity(installed, "create", "-f", "-",
+                                  input_=namespace({"pod-security.kubernetes.io/enforce": "baseline"}))
+        assert res.returncode == 0, res.stderr
+        res = _as_member_identity(installed, "create", "configmap", "probe", "-n", name, "--from-literal=a=b")
+        assert res.returncode == 0, res.stderr  # an open namespace: allowed
+    finally:
+        fleet.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false", cluster=MEMBER, check=False)
+
+
+def test_a_workload_in_a_closed_namespace_is_refused_and_says_why(installed: Installed,
+                                                                  operator: ChartOperator) -> None:
+    """An AIWorkload in the hub's kube-public, whose only cluster is MEMBER: MEMBER's policy refuses the Job,
+    so it never runs there, and the AIWorkload says which namespace and which chart value (no silent retry)."""
+    fleet = installed.fleet
+    w = workload("closed", gpus=1, run_seconds=3, jurisdictions=["JP"])
+    w["spec"]["residency"]["tiers"] = ["SovereignCloud"]
+    apply(fleet, "kube-public", w)
+    try:
+        wait_until("refused", lambda: aiw(fleet, "kube-public", "closed").get("status", {}).get("phase") == "Failed",
+                   timeout=60, abort=operator._died)
+        st = aiw(fleet, "kube-public", "closed")["status"]
+        valid = next(c for c in st["conditions"] if c["type"] == "Valid")
+        assert valid["status"] == "False" and valid["reason"] == "MemberRejected", valid
+        assert "namespace kube-public is closed to Tenbin" in valid["message"], valid
+        assert st.get("placement") is None
+        res = fleet.kubectl("get", "job", "closed", "-n", "kube-public", "--ignore-not-found", "-o", "name",
+                            cluster=MEMBER)
+        assert res.stdout.strip() == ""
+    finally:
+        fleet.kubectl("delete", "aiworkload", "closed", "-n", "kube-public", "--ignore-not-found", check=False)
+        wait_until("closed gone", lambda: not hub_json(fleet, "aiworkloads", "-n", "kube-public")["items"],
+                   timeout=60)

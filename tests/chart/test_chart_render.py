@@ -363,3 +363,48 @@ def test_dockerfile_is_multi_stage_non_root_runtime_only() -> None:
     assert ignore[ignore.index("*"):][:4] == ["*", "!pyproject.toml", "!README.md", "!operator/"]
 
 
+
+
+def _verbs_table(text: str) -> set[tuple[str, str, str]]:
+    """(API group, resource, verb) from the "Verbs" table of docs/member-access.md ("core" is "")."""
+    section = text.split("## Verbs", 1)[1].split("\n## ", 1)[0]
+    out = set()
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or cells[0] in ("API group", "") or set(cells[0]) <= {"-"}:
+            continue
+        group = "" if cells[0] == "core" else cells[0]
+        out |= {(group, r.strip(), v.strip()) for r in cells[1].split(",") for v in cells[2].split(",")}
+    return out
+
+
+def test_member_access_page_lists_exactly_what_the_member_chart_grants(helm: Helm) -> None:
+    docs = helm.template(MEMBER_CHART)
+    (role,) = [d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith("-hub-access")]
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    page = (ROOT / "docs" / "member-access.md").read_text()
+    assert _verbs_table(page) == granted
+    # the admission policy's defaults are the ones the page gives
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    rendered = yaml.safe_dump(policy["spec"])
+    for name in ("kube-system", "kube-public", "kube-node-lease", "tenbin-system", "baseline", "restricted"):
+        assert name in rendered and (name == "tenbin-system" or f"`{name}`" in page), name
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+
+
+def test_member_admission_policy_values(helm: Helm) -> None:
+    docs = helm.template(MEMBER_CHART, sets={"hubAccess.namespaces.allowed": "{team-*,ml}",
+                                             "hubAccess.dependencies.secrets": "true"})
+    spec = one(docs, "ValidatingAdmissionPolicy")["spec"]
+    exprs = " ".join(v["expression"] for v in spec["validations"])
+    assert 'in ["ml"]' in exprs and '["team-"].exists' in exprs
+    assert any("secrets" in r["resources"] for r in spec["matchConstraints"]["resourceRules"])
+    assert 'system:serviceaccount:tenbin-system:tenbin-hub' in spec["matchConditions"][0]["expression"]
+    off = helm.template(MEMBER_CHART, sets={"hubAccess.namespaces.admissionPolicy": "false"})
+    assert not by_kind(off, "ValidatingAdmissionPolicy") and not by_kind(off, "ValidatingAdmissionPolicyBinding")
+    with pytest.raises(AssertionError, match=r"1\.30"):
+        helm.template(MEMBER_CHART, "--kube-version", "1.29.0")
+    with pytest.raises(AssertionError, match="allowed"):
+        helm.template(MEMBER_CHART, sets={"hubAccess.namespaces.allowed": "{Team_A}"})
