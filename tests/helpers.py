@@ -237,6 +237,14 @@ INVALID: list[Invalid] = [
     Invalid("connection-empty", _gpuc("bad-connection", "spec.connection", {}), "spec.connection"),
     Invalid("template-without-kind", _aiw("bad-template", "spec.template.kind", DELETE), "spec.template.kind"),
     Invalid("unknown-field-typo", _aiw("bad-typo", "spec.replica", 2), "spec.replica"),
+    # upper case and two letters, but not a code ISO 3166-1 assigns (EU is only "exceptionally reserved")
+    Invalid("not-an-iso-country", _gpuc("bad-country", "spec.jurisdiction", "EU"), "spec.jurisdiction"),
+    Invalid("not-an-iso-country-in-a-workload",
+            _aiw("bad-country-w", "spec.residency.jurisdictions", ["JP", "XX"], jurisdictions=["JP"]),
+            "spec.residency.jurisdictions[1]"),
+    Invalid("not-an-iso-currency", _gpuc("bad-iso-currency", "spec.gpus[0].currency", "JPX"), "spec.gpus[0].currency"),
+    Invalid("exchange-rate-key-not-an-iso-currency",
+            with_change(policy_doc("bad-iso-rates"), "spec.exchangeRates", {"USX": 150.0}), "spec.exchangeRates"),
 ]
 
 def parse_all(docs: Iterable[Mapping[str, Any]]) -> list[Any]:

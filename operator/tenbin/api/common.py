@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
+import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -88,12 +89,6 @@ Token = Annotated[
 ]
 """A GPU model name or residency label: `H100-80GB`, `ismap`, `jp-domestic-operator`. Compared exactly."""
 
-Jurisdiction = Annotated[str, StringConstraints(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")]
-"""ISO 3166-1 alpha-2, upper case."""
-
-Currency = Annotated[str, StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]
-"""ISO 4217, upper case."""
-
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Message = Annotated[str, StringConstraints(max_length=MAX_MESSAGE)]
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_KEY)]
@@ -144,6 +139,45 @@ def cel(rule: str, message: str, field_path: str | None = None, reason: str | No
     if reason:
         out["reason"] = reason
     return out
+
+
+# --- ISO codes, checked against the real lists (pycountry's copies of ISO 3166-1 and ISO 4217) -----------
+COUNTRIES: tuple[str, ...] = tuple(sorted(c.alpha_2 for c in pycountry.countries))
+CURRENCIES: tuple[str, ...] = tuple(sorted(c.alpha_3 for c in pycountry.currencies))
+
+
+def cel_list(codes: tuple[str, ...]) -> str:
+    """A CEL list literal of string constants."""
+    return "[" + ",".join(f"'{c}'" for c in codes) + "]"
+
+
+def _member_of(codes: tuple[str, ...], what: str) -> AfterValidator:
+    known = frozenset(codes)
+
+    def check(value: str) -> str:
+        if value not in known:
+            raise ValueError(f"{value!r} is not an {what} code")
+        return value
+
+    return AfterValidator(check)
+
+
+JURISDICTION_RULE = cel(f"self in {cel_list(COUNTRIES)}", "must be an ISO 3166-1 alpha-2 country code, such as JP")
+CURRENCY_RULE = cel(f"self in {cel_list(CURRENCIES)}", "must be an ISO 4217 currency code, such as JPY")
+
+Jurisdiction = Annotated[
+    str, StringConstraints(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$"),
+    _member_of(COUNTRIES, "ISO 3166-1 alpha-2 country"), Field(json_schema_extra={"x-kubernetes-validations": [
+        JURISDICTION_RULE]}),
+]
+"""ISO 3166-1 alpha-2, upper case, a code the standard assigns (JP, US, DE; not EU)."""
+
+Currency = Annotated[
+    str, StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$"),
+    _member_of(CURRENCIES, "ISO 4217 currency"), Field(json_schema_extra={"x-kubernetes-validations": [
+        CURRENCY_RULE]}),
+]
+"""ISO 4217, upper case, a code the standard assigns (JPY, USD, EUR)."""
 
 
 class ApiModel(BaseModel):

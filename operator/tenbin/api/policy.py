@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from tenbin.api.common import (
+    CURRENCIES,
     MAX_CURRENCIES,
     MAX_JURISDICTIONS,
     MAX_LABELS,
@@ -22,6 +23,7 @@ from tenbin.api.common import (
     Token,
     Weights,
     cel,
+    cel_list,
     list_map,
     unique_by,
 )
@@ -30,9 +32,10 @@ DEFAULT_POLICY_NAME = "default"
 DEFAULT_WEIGHTS = Weights(price=0.5, availability=0.5)
 
 _RATE_KEYS_RULE = cel(
-    "self.all(k, k.matches('^[A-Z]{3}$'))",
-    "exchange-rate keys must be ISO 4217 currency codes (three upper-case letters)",
+    f"self.all(k, k in {cel_list(CURRENCIES)})",
+    "exchange-rate keys must be ISO 4217 currency codes, such as USD",
 )
+_KNOWN_CURRENCIES = frozenset(CURRENCIES)
 _BASE_RATE_RULE = cel(
     "!has(self.exchangeRates) || !(self.baseCurrency in self.exchangeRates) "
     "|| self.exchangeRates[self.baseCurrency] == 1.0",
@@ -101,7 +104,7 @@ class PlacementPolicySpec(ApiModel):
         if len(rates) > MAX_CURRENCIES:
             raise ValueError(f"at most {MAX_CURRENCIES} exchange rates")
         for key in rates:
-            if len(key) != 3 or not key.isascii() or not key.isupper() or not key.isalpha():
+            if key not in _KNOWN_CURRENCIES:
                 raise ValueError(f"{key!r}: {_RATE_KEYS_RULE['message']}")
         return rates
 
