@@ -80,6 +80,15 @@ def test_every_node_has_a_type_and_every_collection_is_bounded() -> None:
             assert "properties" in node or "additionalProperties" in node, f"{kind}{path}"
 
 
+def test_every_field_has_a_description() -> None:
+    """`kubectl explain` is the user's manual: every field says what it is (apiVersion, kind and metadata are
+    the apiserver's own; items and map values are described by the field that holds them)."""
+    missing = [f"{kind}{path}" for kind, path, node in NODES
+               if path not in ("", ".apiVersion", ".kind", ".metadata") and not path.endswith(("[]", ".*"))
+               and not path.startswith(".metadata.") and not node.get("description")]
+    assert missing == []
+
+
 def test_lists_declare_their_merge_semantics() -> None:
     for kind, path, node in NODES:
         if node.get("type") == "array" and node.get("items", {}).get("type") != "object":

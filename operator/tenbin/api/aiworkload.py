@@ -198,6 +198,7 @@ class Budget(ApiModel):
     """The most the workload may pay per GPU-hour (compared in the policy's base currency)."""
 
     max_price_per_gpu_hour: Annotated[Price, Field(alias="maxPricePerGPUHour")]
+    """The highest price of one GPU for one hour, in `currency`; clusters above it are not candidates."""
     currency: Currency
     """ISO 4217 code of maxPricePerGPUHour; needs an exchange rate unless it is the base currency."""
 
@@ -215,6 +216,8 @@ class Migration(ApiModel):
     """When the operator may move the workload to another cluster."""
 
     policy: MigrationPolicy = MigrationPolicy.ON_FAILURE
+    """Never: stay where placed. OnFailure (default): move when the cluster is lost, keeps the pods unschedulable, is
+    evacuated or drifts out of residency. CostAware: also move when much cheaper elsewhere."""
     min_savings_percent: Annotated[StrictInt, Field(ge=0, le=100)] = 20
     """CostAware: move only when the price drops by at least this much."""
     cooldown_seconds: Annotated[StrictInt, Field(ge=0, le=7 * 24 * 3600)] = 1800
@@ -274,13 +277,19 @@ class PlacementStatus(ApiModel):
     """Where the workload runs (or is going)."""
 
     cluster: Text
+    """The GPUCluster it runs on."""
     tier: Tier | None = None
+    """That cluster's tier."""
     jurisdiction: Jurisdiction | None = None
+    """That cluster's jurisdiction."""
     gpu_model: Token | None = None
+    """The GPU model it was given."""
     price_per_gpu_hour: Annotated[Price | None, Field(alias="pricePerGPUHour")] = None
     """Price of one GPU-hour in `currency` (the policy's base currency)."""
     currency: Currency | None = None
+    """The currency of pricePerGPUHour: the policy's base currency."""
     score: Annotated[float, Field(ge=0, le=100)] | None = None
+    """Its weighted score, 0 to 100, among the feasible candidates when placed (tenbin explain shows the breakdown)."""
     gpus: Annotated[StrictInt, Field(ge=0)] | None = None
     """Total GPUs held: replicas x gpu.count."""
 
@@ -289,6 +298,7 @@ class HistoryEntry(ApiModel):
     """One placement event, newest last; the list keeps the last few."""
 
     time: Timestamp
+    """When it happened (RFC 3339)."""
     event: Annotated[str, Field(max_length=64)]
     """Scheduled | Running | Succeeded | Failed | Migrated | Evacuated | MigrationFailed"""
     reason: Annotated[str, Field(max_length=64)] | None = None
@@ -296,17 +306,24 @@ class HistoryEntry(ApiModel):
     from_: Annotated[Text | None, Field(alias="from")] = None
     """For moves: the cluster the workload left."""
     cluster: Text | None = None
+    """The cluster concerned (for moves, the one it went to)."""
     gpu_model: Token | None = None
+    """The GPU model on that cluster."""
     price_per_gpu_hour: Annotated[Price | None, Field(alias="pricePerGPUHour")] = None
+    """The price per GPU-hour there, in `currency`."""
     currency: Currency | None = None
+    """The currency of pricePerGPUHour: the policy's base currency."""
     message: Message | None = None
+    """The same in words."""
 
 
 class MigrationStatus(ApiModel):
     """A migration in progress (or the last one)."""
 
     from_: Annotated[Text, Field(alias="from")]
+    """The cluster it leaves."""
     to: Text
+    """The cluster it goes to."""
     gpu_model: Token | None = None
     """The GPU model on the target cluster."""
     resume_hint: Message | None = None
@@ -318,19 +335,27 @@ class MigrationStatus(ApiModel):
     """The same in words ("cheaper by 25%: ¥360 < ¥480/GPU-h")."""
     phase: MigrationPhase
     started_at: Timestamp
+    """When the move was decided (RFC 3339)."""
     deadline: Timestamp | None = None
+    """When a move that has not completed is given up (the source keeps running)."""
 
 
 class AIWorkloadStatus(ApiModel):
     """Observed state, written by the operator."""
 
     phase: WorkloadPhase | None = None
+    """Pending, Scheduled (placed, pods starting), Running, Migrating, Succeeded, Failed or Unschedulable."""
     placement: PlacementStatus | None = None
     message: Message | None = None
     """Why: the diagnosis when unschedulable, the score breakdown when placed."""
     observed_generation: Annotated[StrictInt, Field(ge=0)] | None = None
+    """The metadata.generation the status was written for."""
     conditions: Conditions
+    """Valid (the spec is usable), Scheduled (placed, or why not), Ready (running in the member), Applied (the
+    member took the latest template), PlacementConflict (the spec no longer fits where it runs), DependenciesSynced
+    (what the pod templates reference is in the member)."""
     history: Annotated[list[HistoryEntry], Field(default_factory=list, max_length=MAX_HISTORY)]
+    """The last placement events, newest last."""
     migration: MigrationStatus | None = None
     replace_request: Message | None = None
     """The tenbin.io/replace value Tenbin last acted on. The annotation stays (a GitOps tool that keeps it in

@@ -212,11 +212,18 @@ class Condition(ApiModel):
     """A Kubernetes-style condition (same shape as metav1.Condition)."""
 
     type: Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_KEY)]
+    """The aspect this condition reports: Valid, Scheduled, Ready, ... (one condition per type)."""
     status: ConditionStatus
+    """True, False or Unknown."""
     reason: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Why, a CamelCase token tools can match on (NoClusterCanFit, MemberUnreachable, ...)."""
     message: Message | None = None
+    """The same in words, naming the field or the cluster concerned."""
     last_transition_time: Timestamp | None = None
+    """When status last changed (RFC 3339)."""
     observed_generation: Annotated[int, Strict(), Field(ge=0)] | None = None
+    """The metadata.generation this condition was set for: older than the object's generation means the current spec
+    has not been judged yet."""
 
 
 Conditions = Annotated[
@@ -247,10 +254,13 @@ class LabelSelectorRequirement(ApiModel):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_SELECTOR_RULE]})
 
     key: LabelKey
+    """The label key."""
     operator: LabelSelectorOperator
+    """In, NotIn, Exists or DoesNotExist."""
     values: Annotated[
         list[LabelValue], Field(default_factory=list, max_length=MAX_LABELS, validate_default=True)
     ]
+    """For In and NotIn, the values (at least one); empty for Exists and DoesNotExist."""
 
     @field_validator("values")
     @classmethod
@@ -267,9 +277,11 @@ class LabelSelector(ApiModel):
     match_labels: Annotated[
         dict[LabelKey, LabelValue], Field(default_factory=dict, json_schema_extra={"maxProperties": MAX_LABELS})
     ]
+    """Every label here must be on the GPUCluster with this value."""
     match_expressions: Annotated[
         list[LabelSelectorRequirement], Field(default_factory=list, max_length=MAX_LABELS)
     ]
+    """Every requirement here must hold for the GPUCluster's labels."""
 
     def matches(self, labels: dict[str, str]) -> bool:
         """Scalar semantics of a selector (the vectorized core has its own; tests compare them)."""

@@ -89,8 +89,12 @@ class SecretKeyRef(ApiModel):
     """A key of a Secret on the hub."""
 
     namespace: Name
+    """The Secret's namespace on the hub; the operator must be allowed to read it there (the hub chart allows its own
+    namespace)."""
     name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    """The Secret's name."""
     key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "kubeconfig"
+    """The key within the Secret's data (default kubeconfig)."""
 
 
 class KarmadaConnection(ApiModel):
@@ -136,6 +140,7 @@ class GPUClusterSpec(ApiModel):
     provider: Text | None = None
     """Free text: onprem, sakura, kddi, highreso, aws, gcp, azure, ..."""
     region: Text | None = None
+    """The provider's region, free text (jp-ishikari, ap-northeast-1); shown, never compared."""
     jurisdiction: Jurisdiction
     """Legal jurisdiction of the data centre, ISO 3166-1 alpha-2 upper case (JP, US, ...)."""
     residency_labels: Annotated[
@@ -162,16 +167,24 @@ class GPUInventory(ApiModel):
     """Live inventory of one GPU model, as observed on the member cluster."""
 
     model: Token
+    """The GPU model (canonical name, as in spec.gpus[].model)."""
     capacity: GpuCount
+    """GPUs of this model installed on the member's Nodes."""
     allocatable: GpuCount
+    """Of those, what pods can be given: on Ready, schedulable Nodes, less the GPUs reported unhealthy."""
     allocated: GpuCount
+    """GPUs held by pods that are not finished."""
     free: GpuCount
+    """What a new placement can take: allocatable GPUs not held by pods, on Nodes whose taints a Tenbin pod
+    tolerates."""
 
 
 class GPUClusterStatus(ApiModel):
     """Observed state, written by the operator."""
 
     phase: ClusterPhase | None = None
+    """Ready (reached, inventory read), NotReady (unreachable or an invalid spec; the message says which) or Unknown
+    (not observed yet)."""
     gpus: Annotated[
         list[GPUInventory] | None,
         Field(default=None, max_length=MAX_MODELS, json_schema_extra=list_map("model")),
@@ -180,9 +193,13 @@ class GPUClusterStatus(ApiModel):
     free_gpus: Annotated[StrictInt, Field(ge=0)] | None = Field(default=None, alias="freeGPUs")
     """Sum of gpus[].free (for `kubectl get gpuc`)."""
     last_sync_time: Timestamp | None = None
+    """When the member was last observed (refreshed at least every --status-heartbeat)."""
     message: Message | None = None
+    """The state in words: free GPUs, or why NotReady and since when."""
     observed_generation: Annotated[StrictInt, Field(ge=0)] | None = None
+    """The metadata.generation the status was written for."""
     conditions: Conditions
+    """Ready (reached and valid, or why not), TelemetryAvailable (the Prometheus telemetry, when configured)."""
 
 
 class GPUCluster(ApiModel):

@@ -131,6 +131,7 @@ class PolicyStatus(ApiModel):
     """Observed state, written by the operator."""
 
     observed_generation: Annotated[StrictInt, Field(ge=0)] | None = None
+    """Reserved: the operator writes no PlacementPolicy status yet (it reads the policy on every change)."""
 
 
 PlacementPolicy.model_rebuild()

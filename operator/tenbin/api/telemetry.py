@@ -35,8 +35,12 @@ class PrometheusAuthSecretRef(ApiModel):
     """A key of a Secret on the hub whose value is sent as `Authorization: Bearer <value>`."""
 
     namespace: Name
+    """The Secret's namespace on the hub; the operator must be allowed to read it there (the hub chart allows its own
+    namespace)."""
     name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    """The Secret's name."""
     key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "token"
+    """The key within the Secret's data (default token)."""
 
 
 class TelemetryQueries(ApiModel):
