@@ -16,7 +16,7 @@ and placement quality against an exact optimum. `make bench` runs it after bench
 6. quality: bench/quality.py (online placement vs MILP optimum; batch window mode);
 7. the "core" section written by bench_core.py is kept and summarised.
 
-Results merge into bench/results.json; bench/summary.md and bench/operator.png are rewritten.
+Results merge into bench/results.json; bench/summary.md and docs/benchmark-operator.png are rewritten.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from tenbin.testbed.fleet import HUB, Fleet
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 SUMMARY = HERE / "summary.md"
-PLOT = HERE / "operator.png"
+PLOT = HERE.parent / "docs" / "benchmark-operator.png"  # committed: docs/benchmarks.md shows it
 HUB_OPERATOR = {"aiworkloads", "aiworkloads/status", "events", "gpuclusters", "gpuclusters/status"}
 MEMBER_OPERATOR = {"jobs", "namespaces", "deployments", "statefulsets"}
 GOALS = {"efficiency": 0.5, "writes_per_placement": 3.0, "latency_p99_s": 1.0, "quality_gap_pct": 5.0}
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     results["run"] = run
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     text = summary_text(results)
-    summary_path, plot_path = args.out.with_name(SUMMARY.name), args.out.with_name(PLOT.name)
+    summary_path, plot_path = args.out.with_name(SUMMARY.name), PLOT
     if args.out.resolve() != RESULTS:
         summary_path, plot_path = args.out.with_suffix(".md"), args.out.with_suffix(".png")
     summary_path.write_text(text)

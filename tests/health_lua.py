@@ -74,3 +74,16 @@ def act(kind: str, action: str, obj: Mapping[str, Any], script: Path | None = No
     out = _plain(lua.execute((script or ACTION_DIRS[kind] / f"{action}.lua").read_text()))
     assert isinstance(out, dict)
     return out
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) from `old` to `new`: what Argo CD sends after an action changed an object."""
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return new
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        if k not in old:
+            out[k] = v
+        elif old[k] != v:
+            out[k] = merge_patch(old[k], v)
+    return out

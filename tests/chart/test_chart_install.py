@@ -22,7 +22,7 @@ import pytest
 import yaml
 from chart_harness import HUB_CHART, MEMBER_CHART, ROOT, Helm, crds_established, json_of, kubeconfig_for_token
 
-from health_lua import health
+from health_lua import discover, health
 from operator_harness import DELETE_GRACE, RESYNC, UNREACHABLE_AFTER, OperatorProcess, aiw, apply, hub_json, workload
 from tenbin.testbed.fleet import SYSTEM_NAMESPACE, Fleet, wait_until
 
@@ -211,9 +211,11 @@ def test_the_chart_identity_places_work_end_to_end(installed: Installed, operato
     assert cluster["spec"]["connection"]["kubeconfigSecretRef"]["name"] == SCOPED_SECRET
     assert cluster["status"]["phase"] == "Ready" and cluster["status"]["gpus"]  # patch gpuclusters/status
     assert "tenbin.io/kopf-daemon" in cluster["metadata"]["finalizers"]  # Kopf's finalizer: patch gpuclusters
-    # the Argo CD health checks agree with what the operator really wrote
+    # the Argo CD health checks and actions agree with what the operator really wrote
     assert health("AIWorkload", body)[0] == "Healthy"
     assert health("GPUCluster", cluster)[0] == "Healthy"
+    assert discover("AIWorkload", body) == {"re-place": False}  # finished: nothing to move
+    assert discover("GPUCluster", cluster) == {"cordon": True, "uncordon": False, "evacuate": True, "fence": False}
 
     # deletion: the member copy is removed (delete in the member), then the finalizer released
     fleet.kubectl("delete", "aiworkload", "chart-e2e", "-n", ns, "--wait=false")

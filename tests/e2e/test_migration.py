@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from health_lua import act, discover, merge_patch
 from operator_harness import (
     CHECKPOINT_GRACE,
     OperatorProcess,
@@ -141,8 +142,16 @@ def test_lost_member_work_reappears_and_confidential_work_never_crosses_the_line
                    timeout=60)
         assert where(fleet, ns, members=(US,))[US] == [] and \
             status(fleet, ns, "generic")["placement"]["cluster"] == ONPREM
+        # fenced the way Argo CD's `fence` action does it ("it is really down"): offered on the GPUCluster the
+        # operator wrote Unreachable, its Lua run on that object, the change sent as a merge patch
+        def live() -> dict[str, Any]:
+            return dict(json.loads(fleet.kubectl("get", "gpucluster", ONPREM, "-o", "json").stdout))
+
+        wait_until("Argo CD offers fence", lambda: discover("GPUCluster", live())["fence"], timeout=60)
+        body = live()
         t0 = time.monotonic()
-        fleet.kubectl("annotate", "gpucluster", ONPREM, "tenbin.io/fenced=true")  # "it is really down"
+        fleet.kubectl("patch", "gpucluster", ONPREM, "--type=merge", "-p",
+                      json.dumps(merge_patch(body, act("GPUCluster", "fence", body))))
         wait_until("generic Running on the US member", lambda: running_on(fleet, ns, "generic", US), timeout=90)
         failover_s = time.monotonic() - t0
         wait_until("secret Unschedulable", lambda: status(fleet, ns, "secret").get("phase") == "Unschedulable",
@@ -162,6 +171,8 @@ def test_lost_member_work_reappears_and_confidential_work_never_crosses_the_line
     # the fence vouched for this outage only: once the member answers, Tenbin removes it
     wait_until("the fence consumed", lambda: "tenbin.io/fenced" not in (json.loads(fleet.kubectl(
         "get", "gpucluster", ONPREM, "-o", "json").stdout)["metadata"].get("annotations") or {}), timeout=60)
+    wait_until("Argo CD no longer offers fence (the member answers)", lambda: not discover("GPUCluster", json.loads(
+        fleet.kubectl("get", "gpucluster", ONPREM, "-o", "json").stdout))["fence"], timeout=60)
     # the member is back: the copy of `generic` left there is removed; `secret` runs there again, once
     wait_until("stale generic removed from on-prem", lambda: "generic" not in where(fleet, ns)[ONPREM], timeout=120)
     wait_until("secret Running on-prem again", lambda: running_on(fleet, ns, "secret", ONPREM), timeout=120)
@@ -223,12 +234,15 @@ def test_make_before_break_keeps_a_ready_replica_throughout(operator: OperatorPr
     apply(fleet, ns, held(cheapest(workload("server", gpus=1, kind="Deployment"))))
     wait_until("the source pod created on-prem", lambda: release(fleet, ONPREM, ns) == 1, timeout=120)
     wait_until("server Running on-prem", lambda: running_on(fleet, ns, "server", ONPREM), timeout=120)
+    assert discover("AIWorkload", aiw(fleet, ns, "server")) == {"re-place": True}
     with watching_deployments(fleet, ns, (ONPREM, US)) as timeline:
         fleet.kubectl("annotate", "aiworkload", "-n", ns, "server", "tenbin.io/replace=now")
         wait_until("the target pod created, held", lambda: any(
             p["spec"].get("schedulingGates") for p in member_pods(fleet, US, ns)), timeout=60)
         await_rounds(operator, 2)  # the operator has seen the target not ready, twice
         assert where(fleet, ns, "deployments")[ONPREM] == ["server"], "the source went before the target was ready"
+        # Argo CD offers no second re-place while this move is under way (what the operator wrote says so)
+        assert discover("AIWorkload", aiw(fleet, ns, "server")) == {"re-place": False}
         assert release(fleet, US, ns) == 1
         wait_until("server Running elsewhere", lambda: running_on(fleet, ns, "server", US), timeout=120)
         wait_until("source removed", lambda: not where(fleet, ns, "deployments")[ONPREM], timeout=30)
