@@ -107,8 +107,11 @@ def _req(w: AIWorkload | WorkloadRequest) -> WorkloadRequest:
 
 def _solve(reqs: list[WorkloadRequest], snap: Snapshot, sched: Scheduler, free: IntArray, objective: Objective,
            time_limit: float) -> WindowResult:
-    from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import csr_array
+    try:
+        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.sparse import csr_array
+    except ImportError as exc:  # an extra: the operator's image leaves it out
+        raise RuntimeError("batch placement needs scipy: pip install 'tenbin[batch]'") from exc
 
     price = sched.price_base(snap)
     pairs: list[tuple[int, int]] = []
