@@ -3,7 +3,8 @@
 #
 #   docker build -t <registry>/tenbin:0.1.0 .
 #
-# Not built in this repository's CI (there is no Docker engine there): keep it small and obviously correct.
+# For those with Docker. `make image` builds the same image without a Docker daemon (image/build.sh: mmdebstrap,
+# requirements.lock, umoci), and that one is what tests/chart/test_chart_image.py runs.
 # The base is pinned to a Python minor version and Debian release; pin it by digest in your own build
 # (PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...) for byte-for-byte reproducible images.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -14,9 +15,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/tenbin
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY operator ./operator
-RUN /opt/tenbin/bin/pip install . \
+# the same pinned, hashed dependencies `make image` installs (make lock writes requirements.lock)
+RUN /opt/tenbin/bin/pip install --require-hashes --only-binary=:all: -r requirements.lock \
+ && /opt/tenbin/bin/pip install --no-deps . \
  && /opt/tenbin/bin/pip uninstall --yes pip setuptools \
  && /opt/tenbin/bin/python -m compileall -q /opt/tenbin/lib
 

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TENBIN := $(VENV)/bin/tenbin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv testbed demo test test-unit test-testbed lint verify crds bench-core bench simulate mutants clean
+.PHONY: help venv testbed demo test test-unit test-testbed lint verify crds lock image bench-core bench simulate mutants clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -25,6 +25,7 @@ testbed:  ## build and cache the real parts the tests run, from Go modules (once
 	bash testbed/build-karmada.sh  # Karmada, for `tenbin dev up --karmada` and tests/karmada
 	bash testbed/build-prometheus.sh  # Prometheus (the real server the telemetry tests scrape and query)
 	bash testbed/build-addons.sh   # JobSet, LeaderWorkerSet, KubeRay, Kubeflow training operator (tests/e2e/test_ai_kinds.py)
+	bash testbed/build-image-tools.sh  # mmdebstrap, umoci, runc from Debian's packages (make image, tests/chart/test_chart_image.py)
 
 demo: $(STAMP) testbed  ## the main job: where the examples go and why, then the live fleet's GPU inventory
 	$(PY) -m tenbin.demo
@@ -44,9 +45,18 @@ crds: $(STAMP)  ## regenerate crds/, docs/crd-reference.md and the chart's CRDs 
 	$(TENBIN) crds --out crds --docs docs/crd-reference.md
 	cp crds/*.yaml charts/tenbin/crds/
 
-verify: $(STAMP)  ## fail when crds/, docs/crd-reference.md or the chart's CRDs differ from the models
+verify: $(STAMP)  ## fail when crds/, docs/crd-reference.md, the chart's CRDs or requirements.lock are out of date
 	$(TENBIN) crds --out crds --docs docs/crd-reference.md --check
 	bash charts/verify.sh
+	$(PY) image/lock.py --check
+
+lock: $(STAMP)  ## rewrite requirements.lock: the image's pinned, hashed runtime dependencies (CPython 3.11, linux x86_64)
+	$(VENV)/bin/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -o requirements.lock
+
+image: $(STAMP)  ## the operator's OCI image, no Docker daemon: build/image/tenbin-<appVersion>.oci.tar (~1 min; root)
+	bash testbed/build-image-tools.sh
+	bash image/build.sh
 
 SEED  ?= 1
 STEPS ?= 2000

@@ -355,6 +355,9 @@ def test_dockerfile_is_multi_stage_non_root_runtime_only() -> None:
     runtime = text.split("FROM ${PYTHON_IMAGE}\n", 1)[1]
     assert "COPY --from=builder /opt/tenbin /opt/tenbin" in runtime
     assert "pip install" not in runtime and "[dev]" not in text
+    # the same locked, hashed dependencies image/build.sh installs (make verify keeps the lock in sync)
+    assert "pip install --require-hashes --only-binary=:all: -r requirements.lock" in text
+    assert "!requirements.lock" in (ROOT / ".dockerignore").read_text().split()
     users = [ln.split()[1] for ln in runtime.splitlines() if ln.startswith("USER ")]
     assert users == ["10001:10001"]
     # the chart runs it as that user: a mismatch would fail runAsNonRoot only at run time
