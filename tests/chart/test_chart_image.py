@@ -29,6 +29,7 @@ from operator_harness import aiw, apply, hub_json, workload
 from tenbin.testbed.binaries import cache_dir
 from tenbin.testbed.fleet import Fleet, wait_until
 
+pytestmark = pytest.mark.testbed  # built tools (testbed/build-image-tools.sh): `make test-unit` leaves these out
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
