@@ -74,22 +74,33 @@ def ca_b64(fleet: Fleet) -> str:
     return base64.b64encode(fleet.pki.ca_cert.read_bytes()).decode()
 
 
+def write_hub_sa_kubeconfig(fleet: Fleet, path: Path) -> Path:
+    """A kubeconfig holding a fresh TokenRequest token of the chart's ServiceAccount (as its pod would get)."""
+    token = fleet.kubectl("create", "token", "tenbin", "-n", NS, "--duration=2h").stdout.strip()
+    path.write_text(kubeconfig_for_token(fleet.state.clusters["hub"].url, ca_b64(fleet), token, "hub-sa"))
+    return path
+
+
+def install_hub_chart(fleet: Fleet, helm: Helm) -> str:
+    out = helm.run("install", "tenbin", str(HUB_CHART), "--namespace", NS,
+                   "--kubeconfig", str(fleet.kubeconfig("hub"))).stdout
+    wait_until("CRDs Established", lambda: crds_established(fleet, *CRDS), timeout=60)
+    return out
+
+
 @contextmanager
 def installed_charts(fleet: Fleet, helm: Helm, d: Path) -> Iterator[Installed]:
     """Both charts installed (the member chart on MEMBER), MEMBER reached through its scoped identity; undone after."""
     hub_kc, member_kc = str(fleet.kubeconfig("hub")), str(fleet.kubeconfig(MEMBER))
     try:
-        out = helm.run("install", "tenbin", str(HUB_CHART), "--namespace", NS, "--kubeconfig", hub_kc).stdout
-        wait_until("CRDs Established", lambda: crds_established(fleet, *CRDS), timeout=60)
+        out = install_hub_chart(fleet, helm)
         fleet.kubectl("apply", "-f", str(FIXTURE_FLEET),
                       "-f", str(ROOT / "examples" / "policy" / "default.yaml"))
         helm.run("install", "tenbin-member", str(MEMBER_CHART), "--namespace", NS, "--create-namespace",
                  "--kubeconfig", member_kc)
 
         # the hub identity: a TokenRequest token for the chart's ServiceAccount, as the kubelet would mount it
-        token = fleet.kubectl("create", "token", "tenbin", "-n", NS, "--duration=2h").stdout.strip()
-        hub_sa = d / "hub-sa.kubeconfig"
-        hub_sa.write_text(kubeconfig_for_token(fleet.state.clusters["hub"].url, ca_b64(fleet), token, "hub-sa"))
+        hub_sa = write_hub_sa_kubeconfig(fleet, d / "hub-sa.kubeconfig")
 
         # the member identity: the long-lived token the member chart's Secret receives (docs/install.md)
         def token_filled() -> bool:

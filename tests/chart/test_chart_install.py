@@ -27,11 +27,14 @@ from install_harness import (
     ChartOperator,
     Installed,
     hub_namespace,
+    install_hub_chart,
     installed_charts,
+    write_hub_sa_kubeconfig,
 )
 
 from health_lua import discover, health
 from operator_harness import OperatorProcess, aiw, apply, hub_json, workload
+from tenbin.testbed.binaries import TestbedError
 from tenbin.testbed.fleet import Fleet, wait_until
 
 
@@ -282,13 +285,19 @@ def test_helm_upgrade_then_uninstall_keeps_crds_and_custom_resources(installed: 
 
     operator.stop()  # the RBAC it runs with goes away with the release
     helm.run("uninstall", "tenbin", "--namespace", NS, "--kubeconfig", hub_kc)
-    for kind, name, namespaced in (("deployment", "tenbin", True), ("clusterrole", "tenbin", False),
-                                   ("role", "tenbin-secrets", True), ("role", "tenbin-leader-election", True)):
-        where = ["-n", NS] if namespaced else []
-        assert fleet.kubectl("get", kind, name, *where, "--ignore-not-found", "-o", "name").stdout.strip() == "", kind
-    for crd in CRDS:  # Helm never deletes crds/: the AIWorkloads and GPUClusters survive an uninstall
-        assert hub_json(fleet, "crd", crd)["metadata"]["name"] == crd
-    assert any(c["metadata"]["name"] == MEMBER for c in hub_json(fleet, "gpuclusters")["items"])
+    try:
+        for kind, name, namespaced in (("deployment", "tenbin", True), ("clusterrole", "tenbin", False),
+                                       ("role", "tenbin-secrets", True), ("role", "tenbin-leader-election", True)):
+            where = ["-n", NS] if namespaced else []
+            assert fleet.kubectl("get", kind, name, *where, "--ignore-not-found", "-o", "name").stdout.strip() == "", \
+                kind
+        for crd in CRDS:  # Helm never deletes crds/: the AIWorkloads and GPUClusters survive an uninstall
+            assert hub_json(fleet, "crd", crd)["metadata"]["name"] == crd
+        assert any(c["metadata"]["name"] == MEMBER for c in hub_json(fleet, "gpuclusters")["items"])
+    finally:  # as the module found it, for the tests after this one: installed again, a fresh token, running
+        install_hub_chart(fleet, helm)
+        write_hub_sa_kubeconfig(fleet, installed.hub_sa_kubeconfig)
+        operator.start()
 
 
 
@@ -345,8 +354,12 @@ def test_a_workload_in_a_closed_namespace_is_refused_and_says_why(installed: Ins
     w["spec"]["residency"]["tiers"] = ["SovereignCloud"]
     apply(fleet, "kube-public", w)
     try:
-        wait_until("refused", lambda: aiw(fleet, "kube-public", "closed").get("status", {}).get("phase") == "Failed",
-                   timeout=60, abort=operator._died)
+        try:
+            wait_until("refused", lambda: aiw(fleet, "kube-public", "closed").get("status", {}).get("phase")
+                       == "Failed", timeout=60, abort=operator._died)
+        except TestbedError as exc:
+            raise AssertionError(f"{exc}: {aiw(fleet, 'kube-public', 'closed').get('status')}\n{operator.tail()}") \
+                from exc
         st = aiw(fleet, "kube-public", "closed")["status"]
         valid = next(c for c in st["conditions"] if c["type"] == "Valid")
         assert valid["status"] == "False" and valid["reason"] == "MemberRejected", valid

@@ -1,7 +1,7 @@
 """The AI workload kinds end to end, on their real controllers built from Go modules (tenbin.testbed.addons):
 JobSet, LeaderWorkerSet, KubeRay's RayJob and Kubeflow's PyTorchJob, on KWOK pods.
 
-The on-prem member serves all four, the sovereign one JobSet and LeaderWorkerSet, the US one none."""
+The on-prem member serves all four, the sovereign one JobSet, LeaderWorkerSet and PyTorchJob, the US one none."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tenbin.testbed import addons
 from tenbin.testbed.fleet import Fleet, wait_until
 
 ONPREM, SOVEREIGN, US = "t-onprem-jp", "t-sovereign-jp", "t-hyperscaler-us"
-SERVES = {ONPREM: ["jobset", "lws", "kuberay", "training-operator"], SOVEREIGN: ["jobset", "lws"]}
+SERVES = {ONPREM: ["jobset", "lws", "kuberay", "training-operator"], SOVEREIGN: ["jobset", "lws", "training-operator"]}
 CHEAPEST = {"weights": {"price": 1}}
 
 
@@ -246,6 +246,44 @@ def test_a_lost_members_jobset_waits_for_a_fence_and_its_lws_moves_on(controller
                    lambda r=resource: member_objects(fleet, ONPREM, ns, r) == [], timeout=120)
         assert [o["metadata"]["name"] for o in member_objects(fleet, SOVEREIGN, ns, resource)] == \
             ["lost-train" if resource == "jobsets" else "lost-chat"]
+
+
+def test_a_lost_members_pytorchjob_waits_for_a_fence_then_runs_on_a_member_that_serves_it(
+        controllers: Fleet, ns: str) -> None:
+    """A PyTorchJob is run-once work, like a JobSet: when its member is lost it waits for a fence (a cut-off
+    member may still be training), then starts on the sovereign member, which serves PyTorchJob too. The copy the
+    lost member kept is removed, with its pods, when it returns."""
+    fleet = controllers
+    apply(fleet, ns, workload("lost-tune", pytorchjob("lost-tune"), gpus=1, replicas=2,
+                              tiers=["OnPrem", "SovereignCloud"]))
+    wait_until("lost-tune Running on-prem", lambda: phase_on(fleet, ns, "lost-tune", "Running", ONPREM), timeout=120)
+    uid = uid_of(fleet, ns, "lost-tune")
+
+    fleet.stop(f"{ONPREM}-kube-apiserver")
+    try:
+        wait_until("lost-tune awaits a fence", lambda: ready_reason(fleet, ns, "lost-tune") == "AwaitingFence",
+                   timeout=60)
+        assert member_objects(fleet, SOVEREIGN, ns, "pytorchjobs") == [], "a second copy of a run-once PyTorchJob"
+        fleet.kubectl("annotate", "gpucluster", ONPREM, "tenbin.io/fenced=true")  # "it is really down"
+        wait_until("lost-tune Running on the sovereign member",
+                   lambda: phase_on(fleet, ns, "lost-tune", "Running", SOVEREIGN), timeout=120)
+        st = status(fleet, ns, "lost-tune")
+        assert "PyTorchJob running" in st["message"]
+        assert [(h.get("reason"), h.get("from")) for h in st.get("history", []) if h["event"] == "Migrated"] == \
+            [("ClusterLost", ONPREM)]
+        [target] = member_objects(fleet, SOVEREIGN, ns, "pytorchjobs")
+        for role in ("Master", "Worker"):
+            template = target["spec"]["pytorchReplicaSpecs"][role]["template"]
+            assert template["metadata"]["labels"]["tenbin.io/workload-uid"] == uid
+    finally:
+        bring_member_back(fleet, ONPREM)
+        addons.install(fleet, ONPREM, SERVES[ONPREM], log=lambda _m: None)  # any controller that gave up
+    wait_until("the fence consumed", lambda: "tenbin.io/fenced" not in (json.loads(fleet.kubectl(
+        "get", "gpucluster", ONPREM, "-o", "json").stdout)["metadata"].get("annotations") or {}), timeout=60)
+    wait_until("the PyTorchJob and pods the on-prem member kept removed", lambda: not (
+        member_objects(fleet, ONPREM, ns, "pytorchjobs")
+        or [p for p in member_pods(fleet, ONPREM, ns) if p["metadata"]["labels"].get("tenbin.io/workload-uid") == uid]),
+        timeout=120)
 
 
 def refuse_jobsets_without(fleet: Fleet, member: str, ns: str, config_map: str) -> None:
