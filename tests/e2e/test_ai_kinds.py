@@ -14,23 +14,50 @@ import yaml
 
 from operator_harness import OperatorProcess, aiw, apply, bring_member_back, member_pods
 from tenbin.testbed import addons
-from tenbin.testbed.fleet import Fleet, wait_until
+from tenbin.testbed.binaries import TestbedError
+from tenbin.testbed.fleet import Fleet
+from tenbin.testbed.fleet import wait_until as _wait_until
 
 ONPREM, SOVEREIGN, US = "t-onprem-jp", "t-sovereign-jp", "t-hyperscaler-us"
 SERVES = {ONPREM: ["jobset", "lws", "kuberay", "training-operator"], SOVEREIGN: ["jobset", "lws", "training-operator"]}
 CHEAPEST = {"weights": {"price": 1}}
 
 
+_HUB: list[Fleet] = []  # for wait_until's report
+
+
+def wait_until(what: str, check: Any, timeout: float, abort: Any = None) -> None:
+    """The testbed's wait_until; a timeout also says where every AIWorkload is and why (what the user sees)."""
+    try:
+        _wait_until(what, check, timeout, abort)
+    except TestbedError as exc:
+        seen = ""
+        if _HUB:
+            res = _HUB[0].kubectl("get", "aiworkloads", "-A", "-o", "json", check=False)
+            items = json.loads(res.stdout)["items"] if res.returncode == 0 else []
+            seen = "; ".join(f"{o['metadata']['name']}: {(o.get('status') or {}).get('phase')} on "
+                             f"{((o.get('status') or {}).get('placement') or {}).get('cluster')}: "
+                             f"{(o.get('status') or {}).get('message')}" for o in items)
+        raise AssertionError(f"{exc}; AIWorkloads now: {seen}") from exc
+
+
 @pytest.fixture(scope="module")
-def controllers(operator: OperatorProcess) -> Iterator[Fleet]:
-    fleet = operator.fleet
+def addon_controllers(hub: Fleet) -> Iterator[Fleet]:
+    _HUB[:] = [hub]
     try:
         for member, names in SERVES.items():
-            addons.install(fleet, member, names, log=lambda _m: None)
-        yield fleet
+            addons.install(hub, member, names, log=lambda _m: None)
+        yield hub
     finally:
         for member, names in SERVES.items():
-            addons.uninstall(fleet, member, names)
+            addons.uninstall(hub, member, names)
+
+
+@pytest.fixture(scope="module")
+def controllers(addon_controllers: Fleet, operator: OperatorProcess) -> Fleet:
+    """The add-ons first, then the operator: its first API discovery of each member sees their kinds (a kind
+    installed later is seen within the discovery cache's 60 s, which a test's first wait need not absorb)."""
+    return addon_controllers
 
 
 def pod(gpus: int, run_seconds: int | None = None) -> dict[str, Any]:
