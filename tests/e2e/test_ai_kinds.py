@@ -265,7 +265,7 @@ def test_a_lost_members_jobset_waits_for_a_fence_and_its_lws_moves_on(controller
             assert moves == [("ClusterLost", ONPREM)], (name, moves)
     finally:
         bring_member_back(fleet, ONPREM)
-        addons.install(fleet, ONPREM, SERVES[ONPREM], log=lambda _m: None)  # any controller that gave up
+        addons.restart(fleet, ONPREM, SERVES[ONPREM], log=lambda _m: None)  # the member comes back whole
     wait_until("the fence consumed", lambda: "tenbin.io/fenced" not in (json.loads(fleet.kubectl(
         "get", "gpucluster", ONPREM, "-o", "json").stdout)["metadata"].get("annotations") or {}), timeout=60)
     for resource in ("jobsets", "leaderworkersets"):
@@ -304,7 +304,7 @@ def test_a_lost_members_pytorchjob_waits_for_a_fence_then_runs_on_a_member_that_
             assert template["metadata"]["labels"]["tenbin.io/workload-uid"] == uid
     finally:
         bring_member_back(fleet, ONPREM)
-        addons.install(fleet, ONPREM, SERVES[ONPREM], log=lambda _m: None)  # any controller that gave up
+        addons.restart(fleet, ONPREM, SERVES[ONPREM], log=lambda _m: None)  # the member comes back whole
     wait_until("the fence consumed", lambda: "tenbin.io/fenced" not in (json.loads(fleet.kubectl(
         "get", "gpucluster", ONPREM, "-o", "json").stdout)["metadata"].get("annotations") or {}), timeout=60)
     wait_until("the PyTorchJob and pods the on-prem member kept removed", lambda: not (

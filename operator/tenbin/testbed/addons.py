@@ -187,6 +187,14 @@ def install(fleet: Fleet, member: str, names: Iterable[str], log: Log = print) -
         log(f"  add-on    {name:<18} in {member} ready ({', '.join(k for _, k in addon.kinds)})")
 
 
+def restart(fleet: Fleet, member: str, names: Iterable[str], log: Log = print) -> None:
+    """Stop and start again the add-ons' controllers in `member`: after its apiserver came back, the way a
+    member that comes back in real life comes back whole (a controller need not have survived the outage)."""
+    names = list(names)
+    uninstall(fleet, member, names)
+    install(fleet, member, names, log=log)
+
+
 def uninstall(fleet: Fleet, member: str, names: Iterable[str]) -> None:
     """Stop the add-ons' controllers in `member` and remove their webhook configurations (the CRDs stay)."""
     procs = [p for p in fleet.running() if p.name in {f"{member}-addon-{n}" for n in names}]

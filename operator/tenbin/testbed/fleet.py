@@ -200,7 +200,15 @@ def pid_alive(rec: ProcessRecord) -> bool:
     if not cmdline or not cmdline[0] or cmdline[0] == _OWN_ARGV0:
         # exec under way: for an instant a new child still shows its parent's (or no) command line
         return True
-    return cmdline[0].decode(errors="replace") == rec.argv[0]
+    return cmdline[0].decode(errors="replace") in (rec.argv[0], _program(rec.argv))
+
+
+def _program(argv: list[str]) -> str:
+    """The program an argv runs in the end: `env VAR=value ... prog` execs prog in the same PID, so that PID
+    soon shows prog's command line, not env's (an add-on that needs its own environment starts that way)."""
+    if argv and Path(argv[0]).name == "env":
+        return next((a for a in argv[1:] if "=" not in a), argv[0])
+    return argv[0]
 
 
 # ---------------------------------------------------------------------------------------------- the fleet
