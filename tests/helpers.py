@@ -6,9 +6,12 @@ Every builder returns the smallest valid object; tests state only what they vary
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -278,3 +281,13 @@ def run_filter(plugin: object, w: AIWorkload | WorkloadRequest, clusters: Sequen
         out[(cy.snap.cluster_name(r), cy.snap.model_name(r))] = groups[g]
         assert groups[g], "a rejected candidate must have at least one reason"
     return out
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A repository script that is not a package module (docs/architecture.py, image/lock.py), imported by path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod

@@ -3,22 +3,17 @@ names exists in operator/tenbin/ (the picture cannot keep a part the code lost).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
+
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def drawing() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("architecture", ROOT / "docs" / "architecture.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "docs" / "architecture.py", "architecture")
 
 
 def test_the_committed_picture_is_what_the_script_draws() -> None:

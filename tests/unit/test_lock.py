@@ -3,38 +3,28 @@ image/lock.py, which `make verify` runs: the real lock passes, and each way of f
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
+
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _lock_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("image_lock", ROOT / "image" / "lock.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-LOCK = _lock_module()
+LOCK = load_script(ROOT / "image" / "lock.py", "image_lock")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 TEXT = (ROOT / "requirements.lock").read_text()
 
 
-def _without(text: str, name: str) -> str:
-    """The lock with one package's block (pin line, hashes, via notes) removed."""
-    lines = text.splitlines(keepends=True)
-    out, skipping = [], False
-    for line in lines:
-        if LOCK.PIN.match(line):
-            skipping = LOCK.canonicalize_name(LOCK.PIN.match(line)[1]) == name
-        if not skipping:
-            out.append(line)
+def _drop(text: str, name: str, only_hashes: bool = False) -> str:
+    """The lock with one package's block (pin line, hashes, via notes) removed, or only its hashes."""
+    out, inside = [], False
+    for line in text.splitlines(keepends=True):
+        if m := LOCK.PIN.match(line):
+            inside = LOCK.canonicalize_name(m[1]) == name
+        if inside and (not only_hashes or "--hash=" in line):
+            continue
+        out.append(line)
     return "".join(out)
 
 
@@ -61,18 +51,8 @@ def test_a_pin_the_specifier_refuses_is_named() -> None:
 
 def test_an_unhashed_pin_and_an_orphan_are_named() -> None:
     assert "kopf: pinned without a --hash (pip --require-hashes would refuse the lock)" in \
-        LOCK.problems(PYPROJECT, _unhash(TEXT, "kopf"))
-    orphaned = _without(TEXT, "dateparser")  # prometheus-api-client's; tzlocal came only for it
+        LOCK.problems(PYPROJECT, _drop(TEXT, "kopf", only_hashes=True))
+    orphaned = _drop(TEXT, "dateparser")  # prometheus-api-client's; tzlocal came only for it
     assert "tzlocal: in requirements.lock but nothing in pyproject.toml needs it any more" in \
         LOCK.problems(PYPROJECT, orphaned)
 
-
-def _unhash(text: str, name: str) -> str:
-    out, inside = [], False
-    for line in text.splitlines(keepends=True):
-        if LOCK.PIN.match(line):
-            inside = LOCK.canonicalize_name(LOCK.PIN.match(line)[1]) == name
-        if inside and "--hash=" in line:
-            continue
-        out.append(line)
-    return "".join(out)
