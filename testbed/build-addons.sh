@@ -7,6 +7,7 @@
 #   lws                sigs.k8s.io/lws                                     LeaderWorkerSet
 #   kuberay            github.com/ray-project/kuberay/ray-operator         RayJob (RayCluster)
 #   training-operator  github.com/kubeflow/training-operator               PyTorchJob (Kubeflow v1)
+#   volcano            volcano.sh/apis (CRDs only, by controller-gen)      Job (batch.volcano.sh/v1alpha1)
 #
 # Versions are pinned in testbed/addons/versions.env. Output: $TENBIN_CACHE (default ~/.cache/tenbin)/
 # addon-<name>-<version>/{<name>, crds/, webhooks/}, outside the repo. A second run is instant.
@@ -58,3 +59,33 @@ for row in "${addons[@]}"; do
   touch "$out/.complete"
   echo "testbed-addons: built $name in $(( $(date +%s) - start ))s -> $out"
 done
+
+# Volcano: its Job CRD only, generated from the API types of volcano.sh/apis by controller-gen, as Volcano's own
+# build does (its controller module, volcano.sh/volcano, is refused by the Go module proxy: no controller runs;
+# the tests write the status it would). A kind Tenbin knows only from a PlacementPolicy's spec.workloadKinds.
+# generateEmbeddedObjectMeta: the task templates' labels and annotations are kept, not pruned (without it the
+# apiserver drops them, and with them the labels that attribute the pods).
+out="$cache/addon-volcano-$VOLCANO_APIS_VERSION"
+if [[ -f "$out/.complete" ]]; then
+  echo "testbed-addons: volcano $VOLCANO_APIS_VERSION (CRDs) up to date in $out"
+else
+  wrapper="$here/addons/volcano"
+  for pin in "volcano.sh/apis $VOLCANO_APIS_VERSION" "sigs.k8s.io/controller-tools $CONTROLLER_TOOLS_VERSION"; do
+    grep -Eq "^[[:space:]]*(require )?${pin}( // indirect)?$" "$wrapper/go.mod" \
+      || die "$wrapper/go.mod does not require '$pin' as testbed/addons/versions.env pins it; make them agree"
+  done
+  start=$(date +%s)
+  echo "testbed-addons: generating Volcano's Job CRD from volcano.sh/apis $VOLCANO_APIS_VERSION ..."
+  (cd "$wrapper" && go mod download) || die "the Go module proxy did not serve the modules of $wrapper/go.mod"
+  mkdir -p "$out/gen"
+  (cd "$wrapper" && go build -trimpath -ldflags "-s -w" -o "$out/controller-gen" sigs.k8s.io/controller-tools/cmd/controller-gen) \
+    || die "building controller-gen $CONTROLLER_TOOLS_VERSION failed (see above)"
+  (cd "$wrapper" && "$out/controller-gen" crd:crdVersions=v1,maxDescLen=0,generateEmbeddedObjectMeta=true \
+      paths=volcano.sh/apis/pkg/apis/batch/v1alpha1 output:crd:dir="$out/gen") \
+    || die "controller-gen could not generate the CRDs of volcano.sh/apis/pkg/apis/batch/v1alpha1"
+  rm -rf "$out/crds" && mkdir -p "$out/crds"
+  cp "$out/gen/batch.volcano.sh_jobs.yaml" "$out/crds/" || die "controller-gen wrote no batch.volcano.sh_jobs.yaml"
+  rm -rf "$out/gen"
+  touch "$out/.complete"
+  echo "testbed-addons: generated Volcano's Job CRD in $(( $(date +%s) - start ))s -> $out"
+fi

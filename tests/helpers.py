@@ -209,6 +209,8 @@ def _aiw(name: str, path: str, value: Any, **kw: Any) -> dict[str, Any]:
 def _gpuc(name: str, path: str, value: Any) -> dict[str, Any]:
     return with_change(cluster_doc(name), path, value)
 
+_KIND_ROW = {"apiVersion": "batch/v1", "kind": "Job", "podTemplates": [{"path": "spec.template"}]}
+
 INVALID: list[Invalid] = [
     Invalid("negative-gpu-count", _aiw("bad-count", "spec.gpu.count", -1), "spec.gpu.count"),
     Invalid("negative-cluster-gpus", _gpuc("bad-gpus", "spec.gpus[0].count", -4), "spec.gpus[0].count"),
@@ -248,6 +250,18 @@ INVALID: list[Invalid] = [
     Invalid("not-an-iso-currency", _gpuc("bad-iso-currency", "spec.gpus[0].currency", "JPX"), "spec.gpus[0].currency"),
     Invalid("exchange-rate-key-not-an-iso-currency",
             with_change(policy_doc("bad-iso-rates"), "spec.exchangeRates", {"USX": 150.0}), "spec.exchangeRates"),
+    Invalid("built-in-kind-redeclared",
+            with_change(policy_doc("bad-kind"), "spec.workloadKinds", [_KIND_ROW]), "spec.workloadKinds[0].kind",
+            model_field="spec.workloadKinds[0]"),
+    Invalid("kind-phase-path-and-conditions",
+            with_change(policy_doc("bad-phase"), "spec.workloadKinds",
+                        [{**_KIND_ROW, "apiVersion": "example.com/v1",
+                          "phase": {"path": "status.phase", "fromConditions": True}}]),
+            "spec.workloadKinds[0].phase"),
+    Invalid("kind-template-path-malformed",
+            with_change(policy_doc("bad-path"), "spec.workloadKinds",
+                        [{**_KIND_ROW, "apiVersion": "example.com/v1", "podTemplates": [{"path": "spec..template"}]}]),
+            "spec.workloadKinds[0].podTemplates[0].path"),
 ]
 
 def parse_all(docs: Iterable[Mapping[str, Any]]) -> list[Any]:

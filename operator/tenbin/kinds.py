@@ -2,18 +2,23 @@
 at once, how the kind's own status reads as a phase, how it moves, how it is suspended, and whether members
 are listed for it before any template of it was applied.
 
-A kind outside this table (and not a bare Pod) is refused: the AIWorkload is `Valid=False` naming
-`spec.template.kind`. Tenbin never guesses how many GPUs an object it does not understand will use, nor what
+A kind outside this table is refused unless the PlacementPolicy declares it (`spec.workloadKinds`: its pod
+templates, replica fields, phase rule, move strategy, suspend field): `Kinds.from_policy` is the table the
+operator and `tenbin simulate` use. A kind nobody declared makes the AIWorkload `Valid=False` naming
+`spec.template.kind`: Tenbin never guesses how many GPUs an object it does not understand will use, nor what
 its status means.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from tenbin.api import WorkloadPhase
+from tenbin.api.policy import BUILT_IN_KINDS, PhaseRule, PlacementPolicy, WorkloadKindRule
 
 Path = tuple[str | int, ...]
 Phase = tuple[WorkloadPhase, str]
@@ -42,6 +47,15 @@ def get_in(obj: Any, path: Path) -> Any:
         if node is None:
             return None
     return node
+
+
+_STEP = re.compile(r"([^.\[\]]+)|\[([0-9]+)\]")
+
+
+def parse_path(text: str) -> Path:
+    """("spec", "groups", 0, "template") for `spec.groups[0].template` (the inverse of `render_path`); the
+    policy schema has checked the shape."""
+    return tuple(int(m.group(2)) if m.group(2) is not None else m.group(1) for m in _STEP.finditer(text))
 
 
 def render_path(path: Path) -> str:
@@ -214,8 +228,52 @@ class WorkloadKind:
     """Listed on every member observation; other kinds are listed once a template of them was applied."""
     suspend: Path | None = None
     """The boolean that suspends it (no pods while true), when the kind has one."""
+    declared: bool = False
+    """Declared by the PlacementPolicy (`spec.workloadKinds`), not built in."""
+
     def suspended(self, obj: Mapping[str, Any]) -> bool:
         return self.suspend is not None and get_in(obj, self.suspend) is True
+
+
+# ---- a kind the policy declares ---------------------------------------------------------------------------
+
+
+def _declared_groups(rule: WorkloadKindRule) -> Callable[[Mapping[str, Any]], list[PodGroup]]:
+    refs = [(parse_path(t.path), parse_path(t.replicas_path) if t.replicas_path else None, t.default_replicas)
+            for t in rule.pod_templates]
+
+    def groups(obj: Mapping[str, Any]) -> list[PodGroup]:
+        return [PodGroup(path, _int(get_in(obj, count), default) if count else default, count)
+                for path, count, default in refs if isinstance(get_in(obj, path), Mapping)]
+    return groups
+
+
+def _declared_phase(kind: str, rule: PhaseRule) -> Callable[[Mapping[str, Any]], Phase | None]:
+    path = parse_path(rule.path) if rule.path else None
+
+    def phase(obj: Mapping[str, Any]) -> Phase | None:
+        if path is not None:
+            value = get_in(obj, path)
+            holds: Callable[[str], bool] = lambda v: isinstance(value, str) and value == v  # noqa: E731
+            where = f"{render_path(path)} {value}"
+        else:
+            holds = lambda v: condition(obj, v)  # noqa: E731
+            where = "condition"
+        for wanted, values in ((WorkloadPhase.FAILED, rule.failed), (WorkloadPhase.SUCCEEDED, rule.succeeded),
+                               (WorkloadPhase.RUNNING, rule.running)):
+            hit = next((v for v in values if holds(v)), None)
+            if hit is not None:
+                return wanted, f"{kind} {where if path is not None else hit}"
+        return None
+    return phase
+
+
+def declared_kind(rule: WorkloadKindRule) -> WorkloadKind:
+    """The table row for a kind a PlacementPolicy declares."""
+    return WorkloadKind(rule.api_version, rule.kind, _declared_groups(rule),
+                        _declared_phase(rule.kind, rule.phase) if rule.phase is not None else None,
+                        long_running=rule.move_strategy == "MakeBeforeBreak", observed_by_default=False,
+                        suspend=parse_path(rule.suspend_path) if rule.suspend_path else None, declared=True)
 
 
 _REPLICAS = _one_template(lambda s: _int(s.get("replicas"), 1), "replicas")
@@ -243,6 +301,51 @@ KINDS: dict[str, WorkloadKind] = {k.kind: k for k in (
                  observed_by_default=False),
 )}
 
-MAKE_BEFORE_BREAK = frozenset(k for k, v in KINDS.items() if v.long_running)
+if {(v.api_version, k) for k, v in KINDS.items()} != set(BUILT_IN_KINDS):  # the policy schema refuses these
+    raise AssertionError(f"tenbin.api.policy.BUILT_IN_KINDS {sorted(BUILT_IN_KINDS)} != the table {sorted(KINDS)}")
+
 DEFAULT_KINDS = tuple((v.api_version, k) for k, v in KINDS.items() if v.observed_by_default)
 
+
+
+KindKey = tuple[str, str]  # (apiVersion, kind)
+
+
+@dataclass(frozen=True)
+class Kinds:
+    """The workload kinds in force: the built-in table plus the kinds the PlacementPolicy declares, by
+    (apiVersion, kind) (Volcano's batch.volcano.sh Job is not batch/v1's)."""
+
+    rows: Mapping[KindKey, WorkloadKind] = field(
+        default_factory=lambda: MappingProxyType({(v.api_version, k): v for k, v in KINDS.items()}))
+
+    @classmethod
+    def from_policy(cls, policy: PlacementPolicy | None) -> Kinds:
+        if policy is None or not policy.spec.workload_kinds:
+            return BUILT_IN
+        declared = {(r.api_version, r.kind): declared_kind(r) for r in policy.spec.workload_kinds}
+        return cls(MappingProxyType({**declared, **BUILT_IN.rows}))  # the schema refuses built-in pairs anyway
+
+    def of(self, obj: Mapping[str, Any]) -> WorkloadKind | None:
+        """The row for an object or template (its apiVersion and kind)."""
+        return self.rows.get((str(obj.get("apiVersion")), str(obj.get("kind"))))
+
+    def long_running(self, obj: Mapping[str, Any]) -> bool:
+        """Moves make-before-break; any other kind (and an unknown one) is run-once work."""
+        row = self.of(obj)
+        return row is not None and row.long_running
+
+    def versions_of(self, kind: object) -> list[str]:
+        """The apiVersions a kind of this name is known in."""
+        return sorted(a for a, k in self.rows if k == kind)
+
+    def __iter__(self) -> Iterator[str]:
+        """Kind names, sorted (for messages)."""
+        return iter(sorted({k for _, k in self.rows}))
+
+    def declared(self) -> frozenset[KindKey]:
+        """(apiVersion, kind) of the kinds the policy declares: members are asked whether they serve them."""
+        return frozenset(key for key, r in self.rows.items() if r.declared)
+
+
+BUILT_IN = Kinds()

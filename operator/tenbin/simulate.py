@@ -46,6 +46,7 @@ from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
 from tenbin.api.common import API_VERSION
 from tenbin.api.objects import KINDS, ObjectError, object_name, parse_object
 from tenbin.api.policy import DEFAULT_POLICY_NAME
+from tenbin.kinds import Kinds
 from tenbin.services.validation import semantic_error
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -274,11 +275,11 @@ def _check_currencies(inputs: Inputs, policy: Any) -> None:
                 )
 
 
-def _check_semantics(inputs: Inputs, policy: Any) -> None:
+def _check_semantics(inputs: Inputs, policy: Any, kinds: Kinds) -> None:
     """What the operator checks before placing (and marks `Valid=False` on the hub): the same function."""
     for item in inputs.workloads:
         assert isinstance(item.obj, AIWorkload)
-        problem = semantic_error(item.doc, policy)
+        problem = semantic_error(item.doc, policy, kinds)
         if problem is not None:
             field, message = problem
             raise InputError(f"{item.path}: AIWorkload {item.obj.key}: {field}: {message}")
@@ -299,7 +300,7 @@ def run(paths: list[str], skip_other_kinds: bool = False) -> tuple[str, list[Any
     assert chosen_policy is None or isinstance(chosen_policy, PlacementPolicy)
     policy = EffectivePolicy.from_api(chosen_policy)
     _check_currencies(inputs, policy)
-    _check_semantics(inputs, policy)
+    _check_semantics(inputs, policy, Kinds.from_policy(chosen_policy))
     snap = Snapshot([c.obj for c in inputs.clusters if isinstance(c.obj, GPUCluster)])
     workloads = [w.obj for w in inputs.workloads if isinstance(w.obj, AIWorkload)]
     return policy.base_currency, Scheduler(policy).place_all(workloads, snap), inputs.skipped

@@ -15,6 +15,7 @@ from chart_harness import ROOT
 
 from health_lua import ACTION_DIRS, act, discover
 from tenbin.api.gpucluster import GPUCluster
+from tenbin.kinds import BUILT_IN
 from tenbin.services.migration_state import evacuation_requested, replace_requested
 from tenbin.services.migration_steps import fenced
 from tenbin.services.state import ClusterState
@@ -137,8 +138,8 @@ def test_gpucluster_actions_write_what_tenbin_reads() -> None:
 
     lost = gpuc(ready=("False", "Unreachable"))
     job = aiw()
-    assert not fenced(ClusterState(name="onprem-tokyo", body=lost), job)
-    assert fenced(ClusterState(name="onprem-tokyo", body=act("GPUCluster", "fence", lost)), job)
+    assert not fenced(ClusterState(name="onprem-tokyo", body=lost), job, BUILT_IN)
+    assert fenced(ClusterState(name="onprem-tokyo", body=act("GPUCluster", "fence", lost)), job, BUILT_IN)
     for name in ("cordon", "uncordon", "evacuate", "fence"):  # the rest of the object is left as it was
         out = act("GPUCluster", name, lost)
         assert out["spec"]["gpus"] == lost["spec"]["gpus"] and out["metadata"]["name"] == "onprem-tokyo", name

@@ -1,7 +1,8 @@
 """The AI workload kinds end to end, on their real controllers built from Go modules (tenbin.testbed.addons):
-JobSet, LeaderWorkerSet, KubeRay's RayJob and Kubeflow's PyTorchJob, on KWOK pods.
+JobSet, LeaderWorkerSet, KubeRay's RayJob and Kubeflow's PyTorchJob, on KWOK pods; and Volcano's Job, a kind
+only the PlacementPolicy declares (examples/policy/default.yaml), from its real CRD with no controller.
 
-The on-prem member serves all four, the sovereign one JobSet, LeaderWorkerSet and PyTorchJob, the US one none."""
+The on-prem member serves all five, the sovereign one JobSet, LeaderWorkerSet and PyTorchJob, the US one none."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from tenbin.testbed.fleet import Fleet
 from tenbin.testbed.fleet import wait_until as _wait_until
 
 ONPREM, SOVEREIGN, US = "t-onprem-jp", "t-sovereign-jp", "t-hyperscaler-us"
-SERVES = {ONPREM: ["jobset", "lws", "kuberay", "training-operator"], SOVEREIGN: ["jobset", "lws", "training-operator"]}
+SERVES = {ONPREM: ["jobset", "lws", "kuberay", "training-operator", "volcano"],
+          SOVEREIGN: ["jobset", "lws", "training-operator"]}
 CHEAPEST = {"weights": {"price": 1}}
 
 
@@ -104,6 +106,38 @@ def rayjob(name: str) -> dict[str, Any]:
                 "headGroupSpec": {"rayStartParams": {}, "template": head},
                 "workerGroupSpecs": [{"groupName": "gpu", "replicas": 1, "minReplicas": 1, "maxReplicas": 1,
                                       "rayStartParams": {}, "template": worker}]}}}
+
+
+def vcjob(name: str, workers: int) -> dict[str, Any]:
+    """Volcano's Job: a master and `workers` workers of one GPU each, two task templates."""
+    def task(role: str, replicas: int) -> dict[str, Any]:
+        return {"name": role, "replicas": replicas, "template": pod(1)}
+    return {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"minAvailable": 1 + workers, "tasks": [task("master", 1), task("worker", workers)]}}
+
+
+VCJOBS = "jobs.batch.volcano.sh"
+
+
+def run_like_volcano(fleet: Fleet, member: str, ns: str, name: str) -> dict[str, Any]:
+    """What Volcano's controller does with a Job (it is not built here: volcano.sh/volcano is refused by the Go
+    module proxy): a pod per task replica from the task's template as Tenbin wrote it, owned by the Job."""
+    [vj] = [o for o in member_objects(fleet, member, ns, VCJOBS) if o["metadata"]["name"] == name]
+    owner = {"apiVersion": vj["apiVersion"], "kind": "Job", "name": name, "uid": vj["metadata"]["uid"],
+             "controller": True}
+    pods = [{"apiVersion": "v1", "kind": "Pod",
+             "metadata": {**task["template"].get("metadata", {}), "name": f"{name}-{task['name']}-{i}",
+                          "namespace": ns, "ownerReferences": [owner]},
+             "spec": task["template"]["spec"]}
+            for task in vj["spec"]["tasks"] for i in range(task["replicas"])]
+    fleet.kubectl("apply", "-f", "-", cluster=member, input=yaml.safe_dump_all(pods))
+    return dict(vj)
+
+
+def volcano_phase(fleet: Fleet, member: str, ns: str, name: str, phase: str) -> None:
+    """The status Volcano's controller writes (status.state.phase, its JobPhase values)."""
+    fleet.kubectl("patch", VCJOBS, name, "-n", ns, "--subresource=status", "--type=merge",
+                  "-p", json.dumps({"status": {"state": {"phase": phase}}}), cluster=member)
 
 
 def workload(name: str, template: dict[str, Any], gpus: int, replicas: int, tiers: list[str],
@@ -422,3 +456,37 @@ def test_dependencies_arrive_before_a_jobset_move_with_it_and_leave_with_it(cont
                       '[{"op":"remove","path":"/spec/copySecretsFor"}]', check=False)
         for member in (ONPREM, SOVEREIGN):
             drop_admission(fleet, member, ns)
+
+
+def test_a_kind_only_the_policy_declares_goes_where_it_is_served_and_reads_as_declared(
+        controllers: Fleet, ns: str) -> None:
+    """Volcano's Job is refused without the policy's declaration (unit and memory tests); with it, Tenbin asks
+    each member's API discovery for batch.volcano.sh/v1alpha1, so the sovereign member (no such CRD) is ruled
+    out with the reason, labels both task templates, and reads status.state.phase as the policy says."""
+    fleet = controllers
+    apply(fleet, ns,
+          workload("vj", vcjob("vj", workers=1), gpus=1, replicas=2, tiers=["OnPrem", "SovereignCloud"]),
+          workload("vj-sovereign", vcjob("vj-sovereign", workers=1), gpus=1, replicas=2, tiers=["SovereignCloud"]))
+    wait_until("vj-sovereign Unschedulable: the sovereign member does not serve Volcano's Job", lambda: (
+        status(fleet, ns, "vj-sovereign").get("phase") == "Unschedulable"
+        and "Job not served" in str(status(fleet, ns, "vj-sovereign").get("message"))), timeout=120)
+    wait_until("vj placed on-prem", lambda: phase_on(fleet, ns, "vj", "Scheduled", ONPREM), timeout=120)
+    assert not member_objects(fleet, SOVEREIGN, ns, "jobs.batch")  # never mistaken for a batch/v1 Job
+    uid = uid_of(fleet, ns, "vj")
+    vj = run_like_volcano(fleet, ONPREM, ns, "vj")
+    assert [t["template"]["metadata"]["labels"]["tenbin.io/workload-uid"] for t in vj["spec"]["tasks"]] == [uid, uid]
+    wait_until("the Job's 2 pods bound in the member", lambda: sum(
+        1 for p in member_pods(fleet, ONPREM, ns) if p["spec"].get("nodeName")
+        and p["metadata"]["labels"].get("tenbin.io/workload-uid") == uid) == 2, timeout=60)
+    assert status(fleet, ns, "vj")["phase"] == "Scheduled"  # bound pods are not Volcano's word that it runs
+    volcano_phase(fleet, ONPREM, ns, "vj", "Running")
+    wait_until("vj Running, read from status.state.phase", lambda: phase_on(fleet, ns, "vj", "Running", ONPREM),
+               timeout=60)
+    assert "status.state.phase Running" in status(fleet, ns, "vj")["message"]
+    volcano_phase(fleet, ONPREM, ns, "vj", "Completed")
+    wait_until("vj Succeeded", lambda: phase_on(fleet, ns, "vj", "Succeeded", ONPREM), timeout=60)
+    fleet.kubectl("delete", "aiworkload", "-n", ns, "vj", "vj-sovereign")
+    wait_until("the Volcano Job and its pods gone from the member", lambda: not (
+        member_objects(fleet, ONPREM, ns, VCJOBS)
+        or [p for p in member_pods(fleet, ONPREM, ns) if p["metadata"]["labels"].get("tenbin.io/workload-uid")]),
+        timeout=120)

@@ -106,6 +106,9 @@ class Reason(StrEnum):
     model/memory; no freed capacity will help, only an edit of the AIWorkload or of the fleet."""
     KIND_NOT_SERVED = "KindNotServed"
     """Scheduled=False and Event: the member does not serve the template's kind (the others are tried)."""
+    POD_LABELS_PRUNED = "PodLabelsPruned"
+    """Event: the member kept the object but dropped Tenbin's label from a pod template (its CRD's schema prunes
+    the template's metadata): its pods cannot be attributed to the workload."""
     MEMBER_REJECTED = "MemberRejected"
     """Scheduled/Valid/Applied=False and Event: the member refused the template (invalid, forbidden)."""
     INVALID_SPEC = "InvalidSpec"

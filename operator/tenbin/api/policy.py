@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from tenbin.api.common import (
     CURRENCIES,
@@ -18,6 +18,7 @@ from tenbin.api.common import (
     Jurisdiction,
     NoDuplicates,
     ObjectMeta,
+    StrictBool,
     StrictInt,
     Tier,
     Token,
@@ -66,6 +67,103 @@ class ClassificationRule(ApiModel):
 
 ExchangeRate = Annotated[float, Field(gt=0, le=1e9, strict=True)]
 
+BUILT_IN_KINDS = (("v1", "Pod"), ("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
+                  ("apps/v1", "ReplicaSet"), ("apps/v1", "DaemonSet"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
+                  ("kubeflow.org/v1", "PyTorchJob"), ("ray.io/v1", "RayJob"),
+                  ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"))
+"""(apiVersion, kind) Tenbin knows without a policy (`tenbin.kinds` checks its table against this list)."""
+MAX_KINDS = 16
+MAX_PHASE_VALUES = 8
+
+FieldPath = Annotated[
+    str, StringConstraints(min_length=1, max_length=256,
+                           pattern=r"^[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]+\])*(\.[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]+\])*)*$"),
+]
+"""A field of the object, from its root: `spec.template`, `spec.groups[0].replicas` (keys and list indexes)."""
+PhaseValue = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+PhaseValues = Annotated[
+    list[PhaseValue], Field(default_factory=list, max_length=MAX_PHASE_VALUES, json_schema_extra=SET), NoDuplicates
+]
+_KIND_RULE = cel(f"!((self.apiVersion + ' ' + self.kind) in {cel_list(tuple(f'{a} {k}' for a, k in BUILT_IN_KINDS))})",
+                 "is built in; its row cannot be replaced (only kinds Tenbin does not know can be declared)",
+                 field_path=".kind")
+_PHASE_SOURCE_RULE = cel("has(self.path) != self.fromConditions",
+                         "give exactly one of path (a string field) or fromConditions: true")
+
+
+class PodTemplateRef(ApiModel):
+    """One pod template of a declared kind: where it is, and how many pods of it run at once."""
+
+    path: FieldPath
+    """The PodTemplateSpec (metadata + spec), e.g. `spec.template`; Tenbin labels it (that is how the member's
+    pods are counted once), pins it to the chosen GPU model and checks its nvidia.com/gpu requests."""
+    replicas_path: FieldPath | None = None
+    """The integer field that says how many pods of this template run at once, e.g. `spec.workers`."""
+    default_replicas: Annotated[StrictInt, Field(ge=0, le=1024)] = 1
+    """Pods of this template when `replicasPath` is not given or the field is absent."""
+
+
+class PhaseRule(ApiModel):
+    """How the kind's own status reads as Running / Succeeded / Failed (failed is checked first, then succeeded,
+    then running). Without a rule, the work is Running once all its labelled pods are bound."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_PHASE_SOURCE_RULE]})
+
+    path: FieldPath | None = None
+    """A string field, e.g. `status.phase`, compared with the values below."""
+    from_conditions: StrictBool = False
+    """Instead of a field: the values below are condition types in `status.conditions` with status "True"."""
+    running: PhaseValues
+    """Values (or condition types) that mean the work runs."""
+    succeeded: PhaseValues
+    """Values (or condition types) that mean it finished well (run-once work is not applied again)."""
+    failed: PhaseValues
+    """Values (or condition types) that mean it failed (checked first)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PhaseRule:
+        if (self.path is not None) == self.from_conditions:
+            raise ValueError(_PHASE_SOURCE_RULE["message"])
+        return self
+
+
+class WorkloadKindRule(ApiModel):
+    """A workload kind Tenbin does not know, declared so it can be placed: where its pod templates are (to count
+    its GPUs), how its status reads, how it moves and how it is suspended."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_KIND_RULE]})
+
+    api_version: Annotated[
+        str, StringConstraints(min_length=3, max_length=253, pattern=r"^[a-z0-9.-]+/[a-z0-9]+$"),
+    ]
+    """group/version of the custom resource, e.g. `trainer.example.com/v1` (not a core kind)."""
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Z][A-Za-z0-9]*$")]
+    """The kind, as the template's `kind` names it (with apiVersion, unique in this list; a kind of another
+    group may share a built-in kind's name, e.g. Volcano's `batch.volcano.sh/v1alpha1` Job)."""
+    pod_templates: Annotated[list[PodTemplateRef], Field(min_length=1, max_length=8)]
+    """Every pod template of the kind: a GPU the object's pods use that is in none of them is not counted."""
+    phase: PhaseRule | None = None
+    move_strategy: Literal["Checkpoint", "MakeBeforeBreak"] = "Checkpoint"
+    """Checkpoint: run-once work (checkpoint, stop, start on the target; never two copies). MakeBeforeBreak:
+    a service (the new copy runs before the old one stops; a lost member's copy is replaced at once)."""
+    suspend_path: FieldPath | None = None
+    """A boolean that suspends the object (no pods while true), e.g. `spec.suspend`."""
+
+    @model_validator(mode="after")
+    def _not_built_in(self) -> WorkloadKindRule:
+        if (self.api_version, self.kind) in BUILT_IN_KINDS:
+            raise ValueError(f"kind: {self.api_version} {self.kind} {_KIND_RULE['message']}")
+        return self
+
+
+def _unique_kinds(rules: list[WorkloadKindRule]) -> list[WorkloadKindRule]:
+    seen: set[tuple[str, str]] = set()
+    for i, r in enumerate(rules):
+        if (r.api_version, r.kind) in seen:
+            raise ValueError(f"duplicate apiVersion/kind {r.api_version} {r.kind} at index {i}")
+        seen.add((r.api_version, r.kind))
+    return rules
+
 
 class PlacementPolicySpec(ApiModel):
     """Base currency, exchange rates, default weights and classification rules."""
@@ -97,6 +195,13 @@ class PlacementPolicySpec(ApiModel):
     """Classifications whose workloads' Secrets Tenbin copies into their member, from hub namespaces labelled
     `tenbin.io/copy-secrets: "true"` (both are needed; by default no Secret leaves the hub). ConfigMaps,
     ServiceAccounts and PriorityClasses the pod templates reference are always copied."""
+    workload_kinds: Annotated[
+        list[WorkloadKindRule],
+        Field(default_factory=list, max_length=MAX_KINDS, json_schema_extra=list_map("apiVersion", "kind")),
+        AfterValidator(_unique_kinds),
+    ]
+    """Workload kinds beyond the built-in ones (Job, Deployment, StatefulSet, JobSet, PyTorchJob, RayJob,
+    LeaderWorkerSet, ...): an AIWorkload template of any other kind is refused (`Valid=False`)."""
 
     @field_validator("exchange_rates")
     @classmethod
@@ -137,10 +242,14 @@ class PolicyStatus(ApiModel):
 PlacementPolicy.model_rebuild()
 
 __all__ = [
+    "BUILT_IN_KINDS",
     "DEFAULT_POLICY_NAME",
     "DEFAULT_WEIGHTS",
     "ClassificationRule",
+    "PhaseRule",
     "PlacementPolicy",
     "PlacementPolicySpec",
+    "PodTemplateRef",
     "PolicyStatus",
+    "WorkloadKindRule",
 ]

@@ -112,6 +112,10 @@ class ClusterGateway(Protocol):
 
     async def observe(self) -> MemberObservation: ...
 
+    def want_kinds(self, kinds: frozenset[tuple[str, str]]) -> None:
+        """The (apiVersion, kind) pairs the PlacementPolicy declares: a gateway that discovers which workload
+        kinds the member serves asks about these too (they are listed once a template of them was applied)."""
+
     async def apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]: ...
 
     async def delete(self, ref: ObjectRef) -> bool: ...

@@ -197,6 +197,9 @@ class KarmadaGateway:
             observed[uid] = observed_object(body, uid, its)
         return MemberObservation(inventory_from_objects(nodes, pods), observed)
 
+    def want_kinds(self, kinds: frozenset[tuple[str, str]]) -> None:
+        """Nothing to ask: Karmada's members are not discovered through this gateway (a refused apply says it)."""
+
     async def observe(self) -> MemberObservation:
         return await run_blocking(self._observe)
 

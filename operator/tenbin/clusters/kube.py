@@ -65,6 +65,7 @@ class KubeGateway:
         self._dyn: DynamicClient | None = None
         self._dyn_lock = threading.Lock()
         self._kinds: set[tuple[str, str]] = set(DEFAULT_KINDS)
+        self._declared: frozenset[tuple[str, str]] = frozenset()
         self._served: frozenset[tuple[str, str]] | None = None
         self._served_at = -math.inf
         self._namespaces: set[str] = set()
@@ -133,7 +134,7 @@ class KubeGateway:
         if time.monotonic() - self._served_at < DISCOVERY_TTL_S:
             return self._served
         wanted: dict[str, set[str]] = {}
-        for api_version, kind in {(k.api_version, k.kind) for k in KINDS.values()} | self._kinds:
+        for api_version, kind in {(k.api_version, k.kind) for k in KINDS.values()} | self._kinds | self._declared:
             wanted.setdefault(api_version, set()).add(kind)
         served: set[tuple[str, str]] = set()
         try:
@@ -157,6 +158,11 @@ class KubeGateway:
 
     async def observe(self) -> MemberObservation:
         return await run_blocking(self._observe)
+
+    def want_kinds(self, kinds: frozenset[tuple[str, str]]) -> None:
+        if not kinds <= self._declared | self._kinds:
+            self._served_at = -math.inf  # a newly declared kind: discovery asks at the next look
+        self._declared = kinds
 
     # ---- apply / delete --------------------------------------------------------------------------
 
@@ -217,7 +223,9 @@ class KubeGateway:
             raise
         except (ApiException, DynamicApiError, HTTPError, OSError) as e:
             raise wrap(f"{self.name}: apply {ref}", e) from None
-        if ref.kind in KINDS:  # a workload kind: listed with every observation from now on (not a dependency)
+        if UID_LABEL in ((obj.get("metadata") or {}).get("labels") or {}):
+            # a workload (built in or declared; a dependency copy carries no workload UID): listed with every
+            # observation from now on
             self._kinds.add((ref.api_version, ref.kind))
         return dict(out)
 

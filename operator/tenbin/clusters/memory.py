@@ -44,7 +44,7 @@ from tenbin.inventory.model import (
     pod_gpu_request,
     tolerates,
 )
-from tenbin.kinds import KINDS, get_in
+from tenbin.kinds import BUILT_IN, KINDS, get_in
 
 Json = dict[str, Any]
 SERVED_KINDS = frozenset({("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
@@ -274,6 +274,9 @@ class MemoryMember:
 
     # ---- the gateway ---------------------------------------------------------------------------
 
+    def want_kinds(self, kinds: frozenset[tuple[str, str]]) -> None:
+        """Nothing to ask: this member reports every kind it serves (`served`) with each observation."""
+
     async def observe(self) -> MemberObservation:
         self._answer("observe")
         nodes = [n.api() for n in self.nodes]
@@ -299,7 +302,8 @@ class MemoryMember:
         new = copy.deepcopy(dict(obj))
         old = self.objects.get(ref)
         if old is not None:
-            if ref.kind == "Job" and (old["spec"].get("template") != new["spec"].get("template")):
+            batch_job = (ref.api_version, ref.kind) == ("batch/v1", "Job")
+            if batch_job and (old["spec"].get("template") != new["spec"].get("template")):
                 raise GatewayError(f"{self.name}: apply {ref}: 422 Unprocessable Entity", 422,
                                    f'Job.batch "{ref.name}" is invalid: spec.template: Invalid value: field is '
                                    "immutable")
@@ -308,7 +312,7 @@ class MemoryMember:
                 self.applied_while_deleting.append(ref)  # accepted, and lost with the object in a moment
             keep = {k: old["metadata"][k] for k in ("uid", "deletionTimestamp", "finalizers") if k in old["metadata"]}
             new["metadata"] = {**new["metadata"], **keep}  # an object being deleted stays so
-            if ref.kind != "Job" and old["spec"].get("template") != new["spec"].get("template"):
+            if not batch_job and old["spec"].get("template") != new["spec"].get("template"):
                 for key in [k for k, p in self.pods.items() if self._owner(p) == ref]:
                     del self.pods[key]  # a rollout: the old pods go, the controller makes new ones
         else:
@@ -428,8 +432,12 @@ class MemoryMember:
 
     def _templates(self, obj: Json) -> list[tuple[Json, int]]:
         """(pod template, pods wanted now) of an object, per pod template of its kind (`tenbin.kinds`)."""
-        kind, spec = obj["kind"], obj.get("spec") or {}
+        spec = obj.get("spec") or {}
         ref = ObjectRef.of(obj)
+        known = BUILT_IN.of(obj)  # the controllers this member runs: the built-in kinds' (a declared kind's
+        if known is None:         # CRD is served, but no controller makes its pods: status is set from outside)
+            return []
+        kind = known.kind
         if kind == "Pod":
             return [({"metadata": obj["metadata"], "spec": spec}, 1)]
         if kind == "Job":
@@ -437,9 +445,6 @@ class MemoryMember:
                        if self._owner(p) == ref and p["status"]["phase"] == "Succeeded")
             left = int(spec.get("completions") or 1) - done
             return [(spec["template"], max(0, min(int(spec.get("parallelism") or 1), left)))]
-        known = KINDS.get(kind)
-        if known is None:
-            return []
         out = []
         for i, group in enumerate(known.pod_groups(obj)):
             want = group.pods
@@ -469,7 +474,7 @@ class MemoryMember:
                        "spec": copy.deepcopy(template.get("spec") or {}), "status": {"phase": "Pending"},
                        "_owner": ref, "_group": group}
                 run = (meta.get("annotations") or {}).get(RUN_ANNOTATION)
-                run_once = ref.kind in KINDS and not KINDS[ref.kind].long_running
+                run_once = not BUILT_IN.long_running(obj)
                 pod["_ticks_left"] = int(run) if run and run_once else None
                 self.pods[(ref.namespace, name)] = pod
 
@@ -504,6 +509,8 @@ class MemoryMember:
 
     def _write_status(self, ref: ObjectRef) -> None:
         obj = self.objects[ref]
+        if BUILT_IN.of(obj) is None:
+            return  # a declared kind: no controller here writes its status (a test does, as its controller would)
         pods = [p for p in self.pods.values() if self._owner(p) == ref]
         running = sum(1 for p in pods if p["status"]["phase"] == "Running")
         if ref.kind == "Job":

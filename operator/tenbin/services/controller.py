@@ -19,13 +19,14 @@ from pydantic import ValidationError
 
 from tenbin.api import ClusterPhase, ClusterReason, GPUCluster, PlacementPolicy
 from tenbin.clusters.gateway import GatewayError, ObjectRef
+from tenbin.kinds import Kinds
 from tenbin.services.clock import SYSTEM, Clock
 from tenbin.services.dependencies import sweep_orphans
 from tenbin.services.member_objects import workload_key
 from tenbin.services.member_sync import MemberSync
 from tenbin.services.metrics import Metrics
 from tenbin.services.migrator import Migrator
-from tenbin.services.placement import Placement
+from tenbin.services.placement import Placement, refused_for_this_spec
 from tenbin.services.settings import Config
 from tenbin.services.state import DRAIN_FINALIZER, FINALIZER, ClusterState, GatewayFactory, PostEvent
 from tenbin.services.validation import first_error
@@ -77,6 +78,13 @@ class Controller(World):
             except ValidationError as e:
                 log.warning("PlacementPolicy default is invalid, using built-in defaults: %s", e)
                 self.policy = None
+        self.kinds = Kinds.from_policy(self.policy)
+        for st in self.clusters.values():
+            if st.gateway is not None:
+                st.gateway.want_kinds(self.kinds.declared())
+        for key, wl in self.workloads.items():
+            if refused_for_this_spec(wl.get("status") or {}):
+                self.retry(key, 0.0)  # refused by a check the policy takes part in (kind, rates): check again
         self._scheduler = None
         self._alternatives_scheduler = None
         self.fleet_changed()

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from tenbin.api import ConditionStatus, Reason, WorkloadCondition
 from tenbin.clusters.gateway import HUB_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, GatewayError, ObjectRef
+from tenbin.kinds import BUILT_IN, Kinds
 from tenbin.services.member_objects import pod_templates, workload_key
 from tenbin.services.state import ClusterState
 from tenbin.services.status import workload_status
@@ -70,7 +71,7 @@ class Dependency:
         return f"{self.kind} {self.namespace}/{self.name}" if self.namespaced else f"{self.kind} {self.name}"
 
 
-def referenced(obj: Mapping[str, Any], namespace: str) -> list[tuple[Dependency, bool]]:
+def referenced(obj: Mapping[str, Any], namespace: str, kinds: Kinds = BUILT_IN) -> list[tuple[Dependency, bool]]:
     """(dependency, optional) for everything the pod templates of `obj` (a workload template) reference, each
     once (required wins over optional), in the order they are copied: classes and accounts, then config."""
     found: dict[Dependency, bool] = {}
@@ -81,7 +82,7 @@ def referenced(obj: Mapping[str, Any], namespace: str) -> list[tuple[Dependency,
         dep = Dependency(kind, "" if kind == "PriorityClass" else namespace, name)
         found[dep] = found.get(dep, True) and bool(optional)
 
-    for tmpl in pod_templates(dict(obj)):
+    for tmpl in pod_templates(dict(obj), kinds):
         spec = tmpl.get("spec") or {}
         account = spec.get("serviceAccountName") or spec.get("serviceAccount")
         if account != "default":
@@ -201,13 +202,14 @@ def is_tenbins(obj: Mapping[str, Any]) -> bool:
 
 
 async def sync(hub: ObjectReader, member: DependencyWriter, cluster: str, template: Mapping[str, Any],
-               namespace: str, classification: str, copy_secrets_for: Iterable[str]) -> DependencyReport:
+               namespace: str, classification: str, copy_secrets_for: Iterable[str], kinds: Kinds = BUILT_IN
+               ) -> DependencyReport:
     """Copy what `template` references from the hub `namespace` into the member, before the workload is
     applied there. Unchanged copies are not written again. A transient error (either side unreachable)
     raises; a refusal by the member is reported, and the workload is applied all the same (its pods wait
     for what is missing, as they would in one cluster, and the condition says what)."""
     report = DependencyReport(cluster)
-    deps = referenced(template, namespace)
+    deps = referenced(template, namespace, kinds)
     if not deps:
         return report
     secrets_why: str | None = None
@@ -352,7 +354,7 @@ class DependencyCopier:
         key = workload_key(body)
         tmpl = body["spec"]["template"]
         ns = body["metadata"].get("namespace", "default")
-        if not referenced(tmpl, ns):
+        if not referenced(tmpl, ns, self.w.kinds):
             self.w.dependencies_synced_at.pop(key, None)
             return None
         now = self.w.dependencies_synced_at[key] = self.w.clock.monotonic()
@@ -360,14 +362,15 @@ class DependencyCopier:
         report = DependencyReport(st.name)
         gw = st.gateway
         if gw is None or not gw.copies_dependencies:
-            report.present.append((referenced(tmpl, ns)[0][0], "not copied through this member's gateway"))
+            first = referenced(tmpl, ns, self.w.kinds)[0][0]
+            report.present.append((first, "not copied through this member's gateway"))
             return report
         spec = body.get("spec") or {}
         policy = self.w.policy  # the PlacementPolicy as written (None: no Secret is copied)
         allowed = [str(c) for c in policy.spec.copy_secrets_for] if policy is not None else []
         classification = str((spec.get("residency") or {}).get("dataClassification") or "Internal")
         try:
-            return await sync(self.w.hub, gw, st.name, tmpl, ns, classification, allowed)
+            return await sync(self.w.hub, gw, st.name, tmpl, ns, classification, allowed, self.w.kinds)
         except GatewayError:
             self.w.metrics.member_errors.labels(st.name, "dependencies").inc()
             raise

@@ -24,7 +24,7 @@ from tenbin.clusters.gateway import (
 )
 from tenbin.gpumodels import canonical_model, product_labels
 from tenbin.inventory.model import PRODUCT_LABEL, TENBIN_TOLERATIONS, pod_gpu_request
-from tenbin.kinds import KINDS, get_in, render_path
+from tenbin.kinds import BUILT_IN, Kinds, get_in, render_path
 
 CLUSTER_ANNOTATION = "tenbin.io/cluster"
 
@@ -59,7 +59,7 @@ def pin_gpu_model(pod_spec: dict[str, Any], model: str, products: Iterable[str] 
 
 
 def member_object(workload: Mapping[str, Any], cluster: str, model: str | None = None,
-                  products: Iterable[str] | None = None) -> dict[str, Any]:
+                  products: Iterable[str] | None = None, kinds: Kinds = BUILT_IN) -> dict[str, Any]:
     """The object to server-side-apply in the member for this AIWorkload body (its pods pinned to `model`,
     matching the table's product labels and the observed `products`, see :func:`pin_gpu_model`).
 
@@ -91,7 +91,7 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
         HUB_ANNOTATION: f"{om['namespace']}/{meta['name']}",
         CLUSTER_ANNOTATION: cluster,
     }
-    templates = pod_templates(obj)
+    templates = pod_templates(obj, kinds)
     for tmpl in templates:
         tm = tmpl.setdefault("metadata", {})
         tm["labels"] = {**(tm.get("labels") or {}), UID_LABEL: meta["uid"]}
@@ -109,21 +109,37 @@ def member_object(workload: Mapping[str, Any], cluster: str, model: str | None =
     return obj
 
 
-def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
+def pod_templates(obj: dict[str, Any], kinds: Kinds = BUILT_IN) -> list[dict[str, Any]]:
     """The pod templates of a member object of a known kind (see `tenbin.kinds`), to label, pin and annotate:
     labelling them is how the member's pods become attributable to their AIWorkload, so their GPUs are
     counted once. Empty for a kind Tenbin does not know (validation refuses those before they get here)."""
-    known = KINDS.get(str(obj.get("kind")))
+    known = kinds.of(obj)
     if known is None:
         return []
     found = [get_in(obj, g.path) for g in known.pod_groups(obj)]  # () is the object itself (a Pod)
     return [t for t in found if isinstance(t, dict)]
 
 
-def annotate_pods(obj: dict[str, Any], annotations: Mapping[str, str]) -> None:
+def unlabelled_templates(obj: Mapping[str, Any], kinds: Kinds = BUILT_IN) -> list[str]:
+    """The pod templates of an object as the member stored it that lost Tenbin's workload label (a CRD whose
+    schema prunes the template's metadata does that): their pods cannot be attributed, so their GPUs are
+    counted from the reservation alone and the phase cannot come from them."""
+    known = kinds.of(obj)
+    if known is None:
+        return []
+    out = []
+    for group in known.pod_groups(obj):
+        tmpl = get_in(obj, group.path)
+        labels = ((tmpl.get("metadata") or {}).get("labels") or {}) if isinstance(tmpl, Mapping) else {}
+        if group.path and UID_LABEL not in labels:
+            out.append(render_path(group.path))
+    return out
+
+
+def annotate_pods(obj: dict[str, Any], annotations: Mapping[str, str], kinds: Kinds = BUILT_IN) -> None:
     """Put `annotations` on the object and on every pod template of it (a resumed run reads them from either)."""
     obj.setdefault("metadata", {}).setdefault("annotations", {}).update(annotations)
-    for tmpl in pod_templates(obj):
+    for tmpl in pod_templates(obj, kinds):
         if tmpl is obj:
             continue
         tm = tmpl.setdefault("metadata", {})
@@ -137,14 +153,14 @@ def member_ref(workload: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(tmpl["apiVersion"], tmpl["kind"], meta.get("namespace", "default"), name)
 
 
-def observed_phase(observed: ObservedObject) -> tuple[WorkloadPhase, str]:
+def observed_phase(observed: ObservedObject, kinds: Kinds = BUILT_IN) -> tuple[WorkloadPhase, str]:
     """(phase, message) of an AIWorkload from its member object: Scheduled, Running, Succeeded, Failed.
 
     Running / Succeeded / Failed come from the kind's own status as `tenbin.kinds` reads it; a kind whose
     status means nothing Tenbin knows (a DaemonSet) is Running once its labelled pods are all bound."""
     obj = observed.body
     kind = observed.ref.kind
-    known = KINDS.get(kind)
+    known = kinds.rows.get((observed.ref.api_version, kind))
     read = known.phase(obj) if known is not None and known.phase is not None else None
     if read is None and (known is None or known.phase is None) and observed.pods_bound_gpus > 0 \
             and observed.pods_pending == 0:

@@ -179,7 +179,7 @@ class MemberSync:
                 # of the work: its pods may still be ready. Once it is gone the copy is applied again (below)
                 continue
             r = self.w.ledger.reservations.get(key)
-            phase, message = observed_phase(obj)
+            phase, message = observed_phase(obj, self.w.kinds)
             if r is not None and r.cluster == st.name and (obj.pods_bound_gpus >= r.gpus or is_finished(phase)):
                 self.w.ledger.reservations.pop(key, None)  # this member's inventory now counts the workload's GPUs
             await self._set_state(key, st.name, obj, phase, message)

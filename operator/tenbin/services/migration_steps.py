@@ -18,7 +18,7 @@ from tenbin.api import (
     WorkloadPhase,
 )
 from tenbin.clusters.gateway import GatewayError
-from tenbin.kinds import MAKE_BEFORE_BREAK
+from tenbin.kinds import Kinds
 from tenbin.services.conditions import now_iso, parse_time
 from tenbin.services.dependencies import DependencyCopier
 from tenbin.services.ledger import MOVE
@@ -32,6 +32,7 @@ from tenbin.services.migration_state import (
     TargetRefused,
     active_migration,
 )
+from tenbin.services.placement import say_if_pruned
 from tenbin.services.state import ClusterState
 from tenbin.services.status import workload_status
 from tenbin.services.world import World
@@ -45,12 +46,12 @@ class TargetForbidden(Exception):
 log = logging.getLogger("tenbin.migration")
 
 
-def fenced(st: ClusterState, body: Mapping[str, Any]) -> bool:
+def fenced(st: ClusterState, body: Mapping[str, Any], kinds: Kinds) -> bool:
     """May a lost member's copy be replaced? For long-running kinds (make-before-break: a second replica
     for a while is how they move anyway) yes; for run-once work (Jobs, and any other kind) only when
     someone who can know says the copy is stopped: the GPUCluster annotated `tenbin.io/fenced: "true"`
     (after powering the cluster off, revoking its nodes, or seeing the Job gone)."""
-    if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK:
+    if kinds.long_running(body["spec"]["template"]):
         return True
     annotations = (st.body.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(FENCED_ANNOTATION, "")).lower() == "true"
@@ -114,7 +115,7 @@ class MoveSteps:
         ctl = self.ctl
         if e.status == 404:
             ctl.note_not_served(m["to"], body["spec"]["template"])
-        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK \
+        if ctl.kinds.long_running(body["spec"]["template"]) \
                 or m.get("phase") != MigrationPhase.STOPPING_SOURCE:
             await self._fail(key, body, m, f"{m['to']} refused the copy: {e.detail or e}")
             return
@@ -127,8 +128,7 @@ class MoveSteps:
         stays; once the source is gone (a Job's StoppingSource) it is placed anew, by the rules of now."""
         ctl = self.ctl
         text = f"{m['to']} no longer meets the workload's rules: {why}"
-        kind = body["spec"]["template"].get("kind")
-        if kind in MAKE_BEFORE_BREAK or m.get("phase") != MigrationPhase.STOPPING_SOURCE:
+        if ctl.kinds.long_running(body["spec"]["template"]) or m.get("phase") != MigrationPhase.STOPPING_SOURCE:
             await self._fail(key, body, m, text)
             return
         meta, status = body["metadata"], body.get("status") or {}
@@ -149,7 +149,7 @@ class MoveSteps:
         ctl = self.ctl
         src, dst = ctl.clusters.get(m["from"]), ctl.clusters.get(m["to"])
         uid = body["metadata"]["uid"]
-        kind = body["spec"]["template"]["kind"]
+        long_running = ctl.kinds.long_running(body["spec"]["template"])
         src_up = src is not None and src.phase == ClusterPhase.READY and src.gateway is not None
         src_obj = src.observation.objects.get(uid) if src_up and src and src.observation else None
         dst_obj = dst.observation.objects.get(uid) if dst and dst.observation else None
@@ -159,7 +159,7 @@ class MoveSteps:
         ref = member_ref(body)
 
         if phase == MigrationPhase.PENDING:
-            if kind in MAKE_BEFORE_BREAK:
+            if long_running:
                 body = dict(await self._apply_target(body, m))
                 await self._set(key, body, m, MigrationPhase.STARTING_TARGET,
                                 deadline=now + ctl.config.migration_timeout_seconds)
@@ -179,7 +179,7 @@ class MoveSteps:
                     await ctl.delete_copy(src, ref, uid)
                 await self._set(key, body, m, MigrationPhase.STOPPING_SOURCE, resume_hint=hint[:1024])
         elif phase == MigrationPhase.STARTING_TARGET:
-            ready = dst_obj is not None and observed_phase(dst_obj)[0] == WorkloadPhase.RUNNING
+            ready = dst_obj is not None and observed_phase(dst_obj, ctl.kinds)[0] == WorkloadPhase.RUNNING
             if ready:
                 if src_up and src_obj is not None and src is not None and src.gateway is not None:
                     await ctl.delete_copy(src, ref, uid)
@@ -194,11 +194,11 @@ class MoveSteps:
                         and src.gateway is not None:
                     await ctl.delete_copy(src, ref, uid)  # it could not be deleted while its member was away
                 return  # stopped once an observation shows it gone (its pods with it: foreground deletion)
-            if kind not in MAKE_BEFORE_BREAK and src is not None and not src_up and not fenced(src, body):
+            if not long_running and src is not None and not src_up and not fenced(src, body, ctl.kinds):
                 # a run-once copy whose member went away before it was seen gone may still run there
                 await await_fence(self.ctl, key, body, src)
                 return
-            if kind not in MAKE_BEFORE_BREAK:
+            if not long_running:
                 body = dict(await self._apply_target(body, m))
             await self._complete(key, body, m)
 
@@ -214,16 +214,18 @@ class MoveSteps:
             raise TargetForbidden(why)
         inv = st.observation.inventory if st.observation else None
         model = m.get("gpuModel")
-        obj = member_object(body, m["to"], model, inv.products(model) if inv is not None and model else None)
-        if obj.get("kind") not in MAKE_BEFORE_BREAK:
-            annotate_pods(obj, {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"})
+        obj = member_object(body, m["to"], model, inv.products(model) if inv is not None and model else None,
+                            ctl.kinds)
+        if not ctl.kinds.long_running(obj):
+            annotate_pods(obj, {RESUME_FROM: m["from"], CHECKPOINT: m.get("resumeHint") or "none"}, ctl.kinds)
         try:
-            await self.deps.apply(workload_key(body), st, body, obj)
+            stored = await self.deps.apply(workload_key(body), st, body, obj)
         except GatewayError as e:
             if e.transient:
                 raise
             raise TargetRefused(e) from None
         ctl.applied_at[workload_key(body)] = ctl.clock.monotonic()
+        say_if_pruned(ctl, body, m["to"], stored)
         return ctl.workloads.get(workload_key(body)) or body  # with the dependencies' condition, if written
 
     async def _set(self, key: str, body: Mapping[str, Any], m: dict[str, Any], phase: MigrationPhase,

@@ -89,7 +89,7 @@ class Migrator:
             # may take them in between (there is no await inside the lock).
             async with ctl.placement_lock:
                 move = self.decide(key, body, wl, st)
-                unfenced = move is not None and move.trigger == Trigger.CLUSTER_LOST and not fenced(st, body)
+                unfenced = move is not None and move.trigger == Trigger.CLUSTER_LOST and not fenced(st, body, ctl.kinds)
                 if unfenced:
                     move = None  # a copy there may still run: a run-once workload never gets a second one
                 if move is not None and move.target is not None:

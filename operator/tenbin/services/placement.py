@@ -23,7 +23,7 @@ from tenbin.clusters.gateway import GatewayError
 from tenbin.services.conditions import parse_time
 from tenbin.services.dependencies import DependencyCopier
 from tenbin.services.ledger import tolerations_of
-from tenbin.services.member_objects import is_finished, member_object, member_ref
+from tenbin.services.member_objects import is_finished, member_object, member_ref, unlabelled_templates, workload_key
 from tenbin.services.migration_state import active_migration
 from tenbin.services.state import FINALIZER
 from tenbin.services.status import workload_status
@@ -50,7 +50,7 @@ class Placement:
         except ValidationError as e:
             await self._report_invalid(key, body, *first_error_parts(e))
             return
-        problem = semantic_error(body, self.w.scheduler().policy)
+        problem = semantic_error(body, self.w.scheduler().policy, self.w.kinds)
         if problem is not None:
             await self._report_invalid(key, body, *problem)
             return
@@ -148,12 +148,13 @@ class Placement:
         try:
             inv = st.observation.inventory if st.observation else None
             products = inv.products(model) if inv is not None and model else None
-            await self.deps.apply(key, st, body, member_object(body, cluster, model, products))
+            stored = await self.deps.apply(key, st, body, member_object(body, cluster, model, products, self.w.kinds))
         except GatewayError:
             self.w.metrics.member_errors.labels(cluster, "apply").inc()
             raise
         self.w.applied[key] = generation
         self.w.applied_at[key] = self.w.clock.monotonic()
+        say_if_pruned(self.w, body, cluster, stored)
 
     async def _keep_placed(self, key: str, body: dict[str, Any], wl: AIWorkload, placement: Mapping[str, Any],
                            generation: int) -> None:
@@ -360,10 +361,33 @@ class Placement:
         self.w.dependencies_synced_at.pop(key, None)
 
 
+def say_if_pruned(w: World, body: Mapping[str, Any], cluster: str, stored: Mapping[str, Any]) -> None:
+    """One Warning event when the member stored the object without Tenbin's label on a pod template."""
+    lost = unlabelled_templates(stored, w.kinds)
+    if not lost:
+        return
+    kind = body["spec"]["template"].get("kind")
+    text = (f"{cluster} stored the {kind} without Tenbin's label on {', '.join(lost)}: its CRD's schema prunes "
+            "pod template metadata, so its pods cannot be attributed to this workload (their GPUs count as other "
+            "work beside its reservation, never as free); keep metadata in that schema (controller-gen: "
+            "generateEmbeddedObjectMeta=true)")
+    log.warning("%s: %s", workload_key(body), text)
+    w.post_event(body, "Warning", Reason.POD_LABELS_PRUNED, text[:1024])
+
+
 def _refused_before(status: Mapping[str, Any], generation: int) -> bool:
-    """Valid=False for an older generation: the spec changed since it was refused."""
+    """Refused, and the checks pass now: Valid=False for an older generation (the spec changed since), or
+    refused by Tenbin's own checks (which just passed: the policy changed, e.g. it declares the kind now)."""
     return any(c.get("type") == WorkloadCondition.VALID and c.get("status") == ConditionStatus.FALSE
-               and c.get("observedGeneration") != generation for c in status.get("conditions") or [])
+               and (c.get("observedGeneration") != generation or c.get("reason") == Reason.INVALID_SPEC)
+               for c in status.get("conditions") or [])
+
+
+def refused_for_this_spec(status: Mapping[str, Any]) -> bool:
+    """Never placed because Tenbin's checks refused the spec (`Valid=False`, InvalidSpec)."""
+    return not (status.get("placement") or {}).get("cluster") and any(
+        c.get("type") == WorkloadCondition.VALID and c.get("status") == ConditionStatus.FALSE
+        and c.get("reason") == Reason.INVALID_SPEC for c in status.get("conditions") or [])
 
 def _member_message(e: GatewayError) -> str:
     """The member's own words for a refusal (its Status message names the field), bounded: the values it

@@ -13,11 +13,12 @@ from pydantic import ValidationError
 
 from tenbin.api.objects import field_path
 from tenbin.inventory.model import pod_gpu_request
-from tenbin.kinds import KINDS, get_in, render_path
+from tenbin.kinds import BUILT_IN, Kinds, get_in, render_path
 from tenbin.scheduling.inputs import EffectivePolicy
 
 
-def semantic_error(body: Mapping[str, Any], policy: EffectivePolicy) -> tuple[str, str] | None:
+def semantic_error(body: Mapping[str, Any], policy: EffectivePolicy, kinds: Kinds = BUILT_IN
+                   ) -> tuple[str, str] | None:
     """(field path, message) of the first problem, or None."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -33,21 +34,25 @@ def semantic_error(body: Mapping[str, Any], policy: EffectivePolicy) -> tuple[st
         return ("spec.budget.currency",
                 f"no exchange rate from {budget['currency']} to {policy.base_currency} in PlacementPolicy default")
 
-    return template_error(tmpl, int((spec.get("gpu") or {}).get("count") or 0), int(spec.get("replicas") or 1))
+    return template_error(tmpl, int((spec.get("gpu") or {}).get("count") or 0), int(spec.get("replicas") or 1), kinds)
 
 
-def template_error(tmpl: Mapping[str, Any], per_replica: int, replicas: int) -> tuple[str, str] | None:
-    """The template must be of a kind Tenbin knows (`tenbin.kinds`), and its pods must ask for what the
+def template_error(tmpl: Mapping[str, Any], per_replica: int, replicas: int, kinds: Kinds = BUILT_IN
+                   ) -> tuple[str, str] | None:
+    """The template must be of a kind Tenbin knows (`tenbin.kinds`, or declared by the policy's
+    `spec.workloadKinds`), and its pods must ask for what the
     AIWorkload reserves: every pod that asks for GPUs asks for spec.gpu.count, and no more than spec.replicas
     of them run at once."""
     kind, api_version = tmpl.get("kind"), tmpl.get("apiVersion")
-    known = KINDS.get(str(kind))
+    known = kinds.of(tmpl)
+    if known is None and kinds.versions_of(kind):
+        return ("spec.template.apiVersion", f"a {kind} is {' or '.join(kinds.versions_of(kind))} here, not "
+                f"{api_version} (another group's {kind} can be declared in PlacementPolicy default spec.workloadKinds)")
     if known is None:
         return ("spec.template.kind", f"Tenbin does not know how many GPUs a {kind} uses or what its status means; "
-                f"use one of {', '.join(sorted(KINDS))}")
-    if api_version != known.api_version:
-        return ("spec.template.apiVersion", f"a {kind} is {known.api_version} here, not {api_version}")
-    if kind == "RayJob" and get_in(tmpl, ("spec", "rayClusterSpec", "enableInTreeAutoscaling")) is True:
+                f"use one of {', '.join(kinds)}, or declare it in PlacementPolicy default spec.workloadKinds")
+    autoscaled = get_in(tmpl, ("spec", "rayClusterSpec", "enableInTreeAutoscaling")) is True
+    if known.kind == "RayJob" and not known.declared and autoscaled:
         return ("spec.template.spec.rayClusterSpec.enableInTreeAutoscaling",
                 "an autoscaled RayCluster may grow past the GPUs Tenbin reserves; set it false and size the "
                 "worker groups (replicas)")

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, ObjectRef
-from tenbin.kinds import MAKE_BEFORE_BREAK
+from tenbin.kinds import BUILT_IN, Kinds
 from tenbin.scheduling import reasons as R
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
@@ -49,6 +49,7 @@ class World:
         self.metrics = metrics or Metrics()
         self.clusters: dict[str, ClusterState] = {}
         self.policy: PlacementPolicy | None = None
+        self.kinds: Kinds = BUILT_IN  # the workload kinds in force: built in + the policy's (set with the policy)
         self.workloads: dict[str, dict[str, Any]] = {}
         self.ledger = Ledger(self.clusters)
         self.unschedulable: set[str] = set()
@@ -231,6 +232,7 @@ class World:
             await st.gateway.close()
             st.gateway = None
         st.gateway = await self.gateway_factory(st.name, conn)
+        st.gateway.want_kinds(self.kinds.declared())
         st.gateway_key = gw_key
         return st.gateway
 
@@ -254,7 +256,7 @@ class World:
         deleted after an evacuation, or one a returning member kept): every other cluster, and why it is
         left out. A Job runs once: it is placed back where its copy is (adopting it), or anywhere once that
         copy is gone. A member annotated `tenbin.io/fenced` vouches that its copies are stopped."""
-        if body["spec"]["template"].get("kind") in MAKE_BEFORE_BREAK:
+        if self.kinds.long_running(body["spec"]["template"]):
             return {}
         uid = body["metadata"]["uid"]
         holding = []

@@ -1,4 +1,5 @@
-"""AI workload controllers in a running fleet's members: JobSet, LeaderWorkerSet, KubeRay, Kubeflow training.
+"""AI workload controllers in a running fleet's members: JobSet, LeaderWorkerSet, KubeRay, Kubeflow training;
+and Volcano's Job CRD alone (no controller: see ``testbed/build-addons.sh``).
 
 Each is the project's own controller, built from its Go module by ``testbed/build-addons.sh`` (``make
 testbed``), with the CRDs of the same module version. ``install(fleet, member, names)`` applies the CRDs to
@@ -50,7 +51,8 @@ class Addon:
     name: str
     pin: str
     kinds: tuple[tuple[str, str], ...]
-    argv: Callable[[Path, Run], list[str]]
+    argv: Callable[[Path, Run], list[str]] | None
+    """How to start its controller; None: its CRDs only (nothing runs; a test writes what a controller would)."""
     webhooks: bool = False
     """Register the webhooks of its manifests (pointed at the loopback webhook server)."""
     pod_label: str | None = None
@@ -94,6 +96,7 @@ ADDONS: dict[str, Addon] = {a.name: a for a in (
     Addon("kuberay", "KUBERAY_VERSION", (("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCluster")), _kuberay),
     Addon("training-operator", "TRAINING_OPERATOR_VERSION", (("kubeflow.org/v1", "PyTorchJob"),),
           _training_operator),
+    Addon("volcano", "VOLCANO_APIS_VERSION", (("batch.volcano.sh/v1alpha1", "Job"),), None),
 )}
 
 
@@ -108,7 +111,7 @@ def versions() -> dict[str, str]:
 def addon_dir(name: str) -> Path:
     addon = ADDONS[name]
     d = cache_dir() / f"addon-{name}-{versions()[addon.pin]}"
-    if not (d / ".complete").is_file() or not (d / name).is_file():
+    if not (d / ".complete").is_file() or (addon.argv is not None and not (d / name).is_file()):
         raise TestbedError(f"add-on {name} missing in {d}; run 'make testbed' (or 'bash testbed/build-addons.sh')")
     return d
 
@@ -155,6 +158,9 @@ def install(fleet: Fleet, member: str, names: Iterable[str], log: Log = print) -
         fleet.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(d / "crds"), cluster=member)
         crds = [f"crd/{yaml.safe_load(f.read_text())['metadata']['name']}" for f in sorted((d / "crds").glob("*.yaml"))]
         fleet.wait_established(*crds, cluster=member)
+        if addon.argv is None:
+            log(f"  add-on    {name:<18} in {member}: CRDs only ({', '.join(k for _, k in addon.kinds)})")
+            continue
         workdir = fleet.state_dir / "addons" / f"{member}-{name}"
         (workdir / "certs").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fleet.pki.serving_cert, workdir / "certs" / "tls.crt")
