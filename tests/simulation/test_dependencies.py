@@ -345,3 +345,24 @@ def test_a_copy_swept_away_just_before_it_is_owned_is_copied_again() -> None:
         assert not report.problems
 
     asyncio.run(run())
+
+
+def test_a_workload_the_member_refuses_takes_its_fresh_copies_with_it() -> None:
+    """The member does not serve the kind (and does not say so in discovery): the ConfigMap copied just
+    before the refused apply is withdrawn at once, not left for the sweep (the random simulation found a
+    pending workload re-tried on such a member keeping an unowned copy there for good)."""
+    async def run() -> None:
+        f = Fleet()
+        f.member.served = f.member.served - {("batch/v1", "Job")}
+        f.member.discovers = False  # only the refusal of the apply says it
+        f.hub.create(config_map("train-config", {"lr": "0.1"}))
+        await f.start()
+        f.hub.create(uses_config("train", "train-config"))
+        await deliver(f.hub, f.ctl)
+        await f.round()
+        assert cm_ref("train-config") in f.member.writes  # it was copied first ...
+        assert Reason.KIND_NOT_SERVED in [e[2] for e in f.hub.events if e[0] == f"{NS}/train"]
+        assert cm_ref("train-config") not in f.member.config  # ... and withdrawn with the refused Job
+        assert not f.member.objects
+
+    asyncio.run(run())

@@ -22,9 +22,10 @@ from tenbin.clusters.gateway import GatewayError, ObjectRef
 from tenbin.kinds import Kinds
 from tenbin.services.clock import SYSTEM, Clock
 from tenbin.services.dependencies import sweep_orphans
-from tenbin.services.member_objects import workload_key
+from tenbin.services.member_objects import is_finished, workload_key
 from tenbin.services.member_sync import MemberSync
 from tenbin.services.metrics import Metrics
+from tenbin.services.migration_state import FENCED_ANNOTATION, is_fenced
 from tenbin.services.migrator import Migrator
 from tenbin.services.placement import Placement, refused_for_this_spec
 from tenbin.services.settings import Config
@@ -48,6 +49,7 @@ class Controller(World):
         self._background: set[asyncio.Future[None]] = set()
         self._drains: dict[str, asyncio.Task[None]] = {}
         self.placement = Placement(self)
+        self.fence_asked: set[str] = set()  # deleted clusters told once that their deletion waits for a fence
         self.swept_at: dict[str, float] = {}  # cluster -> when (monotonic) its orphaned dependency copies were sought
         self.orphans_seen: dict[str, frozenset[tuple[ObjectRef, str]]] = {}
         self.members = MemberSync(self)
@@ -221,12 +223,31 @@ class Controller(World):
             return False  # gone once an observation shows it gone
         if self.within_delete_grace(st.body.get("metadata") or {}):
             return False
+        unstopped = self._run_once_copies(st)
+        if unstopped and not is_fenced(st.body):
+            if st.name not in self.fence_asked:  # once per deletion: the annotation is what it waits for
+                self.fence_asked.add(st.name)
+                self.post_event(st.body, "Warning", ClusterReason.DELETION_AWAITS_FENCE,
+                                f"{st.name} does not answer and holds run-once work that may still run there: "
+                                f"{', '.join(unstopped[:5])}{' ...' if len(unstopped) > 5 else ''}; annotate it "
+                                f"{FENCED_ANNOTATION}=true once it is known stopped, and it is let go")
+            return False
+        self.fence_asked.discard(st.name)
         what = sorted(str(o.ref) for o in st.observation.objects.values()) if st.observation else []
         if what:
             self.post_event(st.body, "Warning", ClusterReason.LEFT_IN_MEMBER,
                             f"{st.name} did not answer for {self.config.delete_grace_seconds:g}s after its "
                             f"deletion; left there: {', '.join(what[:5])}{' ...' if len(what) > 5 else ''}")
         return True
+
+    def _run_once_copies(self, st: ClusterState) -> list[str]:
+        """Run-once copies in the member of workloads that are not finished (they could be placed again)."""
+        if st.observation is None:
+            return []
+        live = {b["metadata"].get("uid"): b for b in self.workloads.values()
+                if not is_finished((b.get("status") or {}).get("phase"))}
+        return sorted(f"{o.ref}" for o in st.observation.objects.values()
+                      if o.uid_label in live and not self.kinds.long_running(o.body))
 
     async def _release_cluster(self, st: ClusterState) -> None:
         meta = st.body.get("metadata") or {}

@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tenbin.api import ConditionStatus, Reason, WorkloadCondition
-from tenbin.clusters.gateway import HUB_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, GatewayError, ObjectRef
+from tenbin.clusters.gateway import (
+    HUB_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ClusterGateway,
+    GatewayError,
+    ObjectRef,
+)
 from tenbin.kinds import BUILT_IN, Kinds
 from tenbin.services.member_objects import pod_templates, workload_key
 from tenbin.services.state import ClusterState
@@ -166,6 +173,9 @@ class DependencyReport:
     """What keeps the pods from starting: not in the hub, not copied and not in the member, refused."""
     wanted: dict[Dependency, dict[str, Any]] = field(default_factory=dict)
     """The copy of each, as applied (to apply again should it vanish before it is owned)."""
+    fresh: dict[Dependency, str] = field(default_factory=dict)
+    """Copies this sync wrote that no workload owns yet, with the resourceVersion written: withdrawn when the
+    workload itself is then refused (a kind the member does not serve), rather than left to the sweep."""
 
     @property
     def any(self) -> bool:
@@ -265,10 +275,23 @@ async def sync(hub: ObjectReader, member: DependencyWriter, cluster: str, templa
                     raise
                 report.problems.append((dep, f"{cluster} refused it: {(e.detail or str(e))[:200]}"))
                 continue
+            rv = (theirs.get("metadata") or {}).get("resourceVersion")
+            if dep.namespaced and rv and not _owner_uids(theirs):
+                report.fresh[dep] = str(rv)
         report.copied.append(dep)
         if dep.namespaced:
             report.owners[dep] = _owner_uids(theirs)
     return report
+
+
+async def _withdraw(gw: ClusterGateway, report: DependencyReport) -> None:
+    """Delete the copies a sync just wrote for a workload the member then refused, unless changed or owned
+    since (the resourceVersion precondition); what cannot be deleted now is left to the orphan sweep."""
+    for dep, rv in report.fresh.items():
+        try:
+            await gw.delete_unchanged(dep.ref, rv)
+        except GatewayError as e:
+            log.info("%s: withdrawing %s: %s (the orphan sweep removes it)", report.cluster, dep, e)
 
 
 async def own(member: DependencyWriter, report: DependencyReport, workload: Mapping[str, Any]) -> None:
@@ -321,7 +344,12 @@ class DependencyCopier:
         gw = st.gateway
         assert gw is not None
         report = await self._copy(st, body)
-        out = await gw.apply(obj)
+        try:
+            out = await gw.apply(obj)
+        except GatewayError as e:
+            if report is not None and not e.transient:  # refused (not served, invalid): it never arrives
+                await _withdraw(gw, report)
+            raise
         if report is not None:
             await own(gw, report, out)
             await self._report(key, body, report)

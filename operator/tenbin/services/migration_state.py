@@ -18,6 +18,12 @@ RESUME_FROM = "tenbin.io/resume-from"
 CHECKPOINT = "tenbin.io/checkpoint"
 EVACUATE_ANNOTATION = "tenbin.io/evacuate"
 FENCED_ANNOTATION = "tenbin.io/fenced"  # on a GPUCluster: its work is known stopped (powered off, revoked)
+
+
+def is_fenced(cluster: Mapping[str, Any]) -> bool:
+    """The GPUCluster body is annotated `tenbin.io/fenced: "true"`: someone who can know says its work is stopped."""
+    annotations = (cluster.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(FENCED_ANNOTATION, "")).lower() == "true"
 REPLACE_ANNOTATION = "tenbin.io/replace"
 ACTIVE = frozenset({MigrationPhase.PENDING, MigrationPhase.CHECKPOINTING, MigrationPhase.STARTING_TARGET,
                     MigrationPhase.STOPPING_SOURCE})

@@ -31,6 +31,7 @@ from tenbin.services.migration_state import (
     RESUME_FROM,
     TargetRefused,
     active_migration,
+    is_fenced,
 )
 from tenbin.services.placement import say_if_pruned
 from tenbin.services.state import ClusterState
@@ -51,10 +52,7 @@ def fenced(st: ClusterState, body: Mapping[str, Any], kinds: Kinds) -> bool:
     for a while is how they move anyway) yes; for run-once work (Jobs, and any other kind) only when
     someone who can know says the copy is stopped: the GPUCluster annotated `tenbin.io/fenced: "true"`
     (after powering the cluster off, revoking its nodes, or seeing the Job gone)."""
-    if kinds.long_running(body["spec"]["template"]):
-        return True
-    annotations = (st.body.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(FENCED_ANNOTATION, "")).lower() == "true"
+    return kinds.long_running(body["spec"]["template"]) or is_fenced(st.body)
 
 
 async def await_fence(ctl: World, key: str, body: Mapping[str, Any], st: ClusterState) -> None:

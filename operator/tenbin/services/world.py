@@ -27,7 +27,7 @@ from tenbin.services.conditions import now_iso, parse_time, set_condition
 from tenbin.services.ledger import Ledger, tolerations_of
 from tenbin.services.member_objects import is_finished
 from tenbin.services.metrics import Metrics
-from tenbin.services.migration_state import FENCED_ANNOTATION, active_migration
+from tenbin.services.migration_state import active_migration, is_fenced
 from tenbin.services.settings import Config
 from tenbin.services.state import ClusterState, GatewayFactory, PostEvent
 from tenbin.services.status import workload_status
@@ -261,9 +261,7 @@ class World:
         uid = body["metadata"]["uid"]
         holding = []
         for st in self.clusters.values():
-            annotations = (st.body.get("metadata") or {}).get("annotations") or {}
-            if st.observation is not None and uid in st.observation.objects and \
-                    str(annotations.get(FENCED_ANNOTATION, "")).lower() != "true":
+            if st.observation is not None and uid in st.observation.objects and not is_fenced(st.body):
                 holding.append(st.name)
         if not holding:
             return {}
