@@ -2,7 +2,7 @@
 JobSet, LeaderWorkerSet, KubeRay's RayJob and Kubeflow's PyTorchJob, on KWOK pods; and Volcano's Job, a kind
 only the PlacementPolicy declares (examples/policy/default.yaml), from its real CRD with no controller.
 
-The on-prem member serves all five, the sovereign one JobSet, LeaderWorkerSet and PyTorchJob, the US one none."""
+The on-prem member serves all five, the sovereign one all but Volcano's Job, the US one none."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tenbin.testbed.fleet import wait_until as _wait_until
 
 ONPREM, SOVEREIGN, US = "t-onprem-jp", "t-sovereign-jp", "t-hyperscaler-us"
 SERVES = {ONPREM: ["jobset", "lws", "kuberay", "training-operator", "volcano"],
-          SOVEREIGN: ["jobset", "lws", "training-operator"]}
+          SOVEREIGN: ["jobset", "lws", "training-operator", "kuberay"]}
 CHEAPEST = {"weights": {"price": 1}}
 
 
@@ -96,13 +96,21 @@ def pytorchjob(name: str) -> dict[str, Any]:
             "spec": {"pytorchReplicaSpecs": {"Master": role, "Worker": json.loads(json.dumps(role))}}}
 
 
-def rayjob(name: str) -> dict[str, Any]:
+def rayjob(name: str, submitter_seconds: int | None = None) -> dict[str, Any]:
+    """A CPU-only head and one one-GPU worker. KubeRay fails a RayJob whose submitter finished without the Ray
+    job reaching an end (there is no Ray behind KWOK pods); a submitter that runs `submitter_seconds` keeps the
+    RayJob Running that long, as a real job that takes time does."""
     head, worker = pod(0), pod(1)
     for p, c in ((head, "ray-head"), (worker, "ray-worker")):
         del p["spec"]["restartPolicy"]
         p["spec"]["containers"][0]["name"] = c
+    submitter = {}
+    if submitter_seconds:
+        job_pod = pod(0, submitter_seconds)
+        job_pod["spec"]["containers"][0]["name"] = "ray-job-submitter"
+        submitter = {"submitterPodTemplate": job_pod}
     return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": name},
-            "spec": {"entrypoint": "python /home/ray/job.py", "rayClusterSpec": {
+            "spec": {"entrypoint": "python /home/ray/job.py", **submitter, "rayClusterSpec": {
                 "headGroupSpec": {"rayStartParams": {}, "template": head},
                 "workerGroupSpecs": [{"groupName": "gpu", "replicas": 1, "minReplicas": 1, "maxReplicas": 1,
                                       "rayStartParams": {}, "template": worker}]}}}
@@ -309,41 +317,59 @@ def test_a_lost_members_jobset_waits_for_a_fence_and_its_lws_moves_on(controller
             ["lost-train" if resource == "jobsets" else "lost-chat"]
 
 
-def test_a_lost_members_pytorchjob_waits_for_a_fence_then_runs_on_a_member_that_serves_it(
+def test_a_lost_members_pytorchjob_and_rayjob_wait_for_a_fence_then_run_on_a_member_that_serves_them(
         controllers: Fleet, ns: str) -> None:
-    """A PyTorchJob is run-once work, like a JobSet: when its member is lost it waits for a fence (a cut-off
-    member may still be training), then starts on the sovereign member, which serves PyTorchJob too. The copy the
-    lost member kept is removed, with its pods, when it returns."""
+    """A PyTorchJob and a RayJob are run-once work, like a JobSet: when their member is lost they wait for a
+    fence (a cut-off member may still be training), then start on the sovereign member, which serves both
+    kinds too, with the resume hints on every pod template. The copies the lost member kept are removed, with
+    their pods, when it returns."""
     fleet = controllers
     apply(fleet, ns, workload("lost-tune", pytorchjob("lost-tune"), gpus=1, replicas=2,
-                              tiers=["OnPrem", "SovereignCloud"]))
-    wait_until("lost-tune Running on-prem", lambda: phase_on(fleet, ns, "lost-tune", "Running", ONPREM), timeout=120)
-    uid = uid_of(fleet, ns, "lost-tune")
+                              tiers=["OnPrem", "SovereignCloud"]),
+          workload("lost-infer", rayjob("lost-infer", submitter_seconds=900), gpus=1, replicas=1,
+                   tiers=["OnPrem", "SovereignCloud"]))
+    for name in ("lost-tune", "lost-infer"):
+        wait_until(f"{name} Running on-prem", lambda n=name: phase_on(fleet, ns, n, "Running", ONPREM), timeout=150)
+    uids = {name: uid_of(fleet, ns, name) for name in ("lost-tune", "lost-infer")}
 
     fleet.stop(f"{ONPREM}-kube-apiserver")
     try:
-        wait_until("lost-tune awaits a fence", lambda: ready_reason(fleet, ns, "lost-tune") == "AwaitingFence",
-                   timeout=60)
+        for name in ("lost-tune", "lost-infer"):
+            wait_until(f"{name} awaits a fence", lambda n=name: ready_reason(fleet, ns, n) == "AwaitingFence",
+                       timeout=60)
         assert member_objects(fleet, SOVEREIGN, ns, "pytorchjobs") == [], "a second copy of a run-once PyTorchJob"
+        assert member_objects(fleet, SOVEREIGN, ns, "rayjobs") == [], "a second copy of a run-once RayJob"
         fleet.kubectl("annotate", "gpucluster", ONPREM, "tenbin.io/fenced=true")  # "it is really down"
-        wait_until("lost-tune Running on the sovereign member",
-                   lambda: phase_on(fleet, ns, "lost-tune", "Running", SOVEREIGN), timeout=120)
-        st = status(fleet, ns, "lost-tune")
-        assert "PyTorchJob running" in st["message"]
-        assert [(h.get("reason"), h.get("from")) for h in st.get("history", []) if h["event"] == "Migrated"] == \
-            [("ClusterLost", ONPREM)]
+        for name in ("lost-tune", "lost-infer"):
+            wait_until(f"{name} Running on the sovereign member",
+                       lambda n=name: phase_on(fleet, ns, n, "Running", SOVEREIGN), timeout=150)
+            st = status(fleet, ns, name)
+            assert [(h.get("reason"), h.get("from")) for h in st.get("history", []) if h["event"] == "Migrated"] \
+                == [("ClusterLost", ONPREM)]
+        assert "PyTorchJob running" in status(fleet, ns, "lost-tune")["message"]
+        assert "RayJob running" in status(fleet, ns, "lost-infer")["message"]
         [target] = member_objects(fleet, SOVEREIGN, ns, "pytorchjobs")
         for role in ("Master", "Worker"):
             template = target["spec"]["pytorchReplicaSpecs"][role]["template"]
-            assert template["metadata"]["labels"]["tenbin.io/workload-uid"] == uid
+            assert template["metadata"]["labels"]["tenbin.io/workload-uid"] == uids["lost-tune"]
+            assert template["metadata"]["annotations"]["tenbin.io/resume-from"] == ONPREM
+        [ray] = member_objects(fleet, SOVEREIGN, ns, "rayjobs")
+        cluster_spec = ray["spec"]["rayClusterSpec"]
+        for template in (cluster_spec["headGroupSpec"]["template"], cluster_spec["workerGroupSpecs"][0]["template"]):
+            assert template["metadata"]["labels"]["tenbin.io/workload-uid"] == uids["lost-infer"]
+            assert template["metadata"]["annotations"]["tenbin.io/resume-from"] == ONPREM
+        assert [p for p in member_pods(fleet, SOVEREIGN, ns)
+                if p["metadata"]["labels"].get("tenbin.io/workload-uid") == uids["lost-infer"]
+                and p["spec"].get("nodeName")], "the RayCluster's pods run on the sovereign member"
     finally:
         bring_member_back(fleet, ONPREM)
         addons.restart(fleet, ONPREM, SERVES[ONPREM], log=lambda _m: None)  # the member comes back whole
     wait_until("the fence consumed", lambda: "tenbin.io/fenced" not in (json.loads(fleet.kubectl(
         "get", "gpucluster", ONPREM, "-o", "json").stdout)["metadata"].get("annotations") or {}), timeout=60)
-    wait_until("the PyTorchJob and pods the on-prem member kept removed", lambda: not (
-        member_objects(fleet, ONPREM, ns, "pytorchjobs")
-        or [p for p in member_pods(fleet, ONPREM, ns) if p["metadata"]["labels"].get("tenbin.io/workload-uid") == uid]),
+    wait_until("the PyTorchJob, the RayJob and the pods the on-prem member kept removed", lambda: not (
+        member_objects(fleet, ONPREM, ns, "pytorchjobs") or member_objects(fleet, ONPREM, ns, "rayjobs")
+        or [p for p in member_pods(fleet, ONPREM, ns)
+            if p["metadata"]["labels"].get("tenbin.io/workload-uid") in uids.values()]),
         timeout=120)
 
 

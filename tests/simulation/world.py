@@ -169,8 +169,9 @@ class Simulation:
             nodes = [Node(f"{name}-n{j}", self._product(model), self.rng.choice([4, 8]))
                      for j in range(self.rng.randint(1, 3))]
             served = SERVED_KINDS if self.rng.random() < 0.8 else SERVED_KINDS - {("apps/v1", "Deployment")}
-            if self.rng.random() < 0.3:  # a member without the JobSet and LeaderWorkerSet add-ons
-                served -= {("jobset.x-k8s.io/v1alpha2", "JobSet"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
+            if self.rng.random() < 0.3:  # a member without the add-ons
+                served -= {("jobset.x-k8s.io/v1alpha2", "JobSet"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+                           ("kubeflow.org/v1", "PyTorchJob"), ("ray.io/v1", "RayJob")}
             self.members[name] = MemoryMember(name, nodes, random.Random(self.rng.random()), served=served,
                                               bind_chance=self.rng.choice([1.0, 0.6, 0.3]),
                                               discovers=self.rng.random() < 0.5)  # else: only its 404 says
@@ -246,7 +247,8 @@ class Simulation:
     def _new_workload(self) -> str:
         name = f"w{next(self.names)}"
         classification = self.rng.choice(["Restricted", "Confidential", "Internal", "Public", "Public"])
-        kind = self.rng.choice(["Job", "Job", "Job", "Deployment", "Deployment", "JobSet", "LeaderWorkerSet"])
+        kind = self.rng.choice(["Job", "Job", "Job", "Deployment", "Deployment", "JobSet", "LeaderWorkerSet",
+                                "PyTorchJob", "RayJob"])
         per_pod = self.rng.choice([1, 1, 2, 4, 8])
         replicas = self.rng.choice([1, 1, 1, 2, 3])
         pod: dict[str, Any] = {"metadata": {"labels": {"app": name}, "annotations": {}},
@@ -257,7 +259,7 @@ class Simulation:
         if self.rng.random() < 0.2:
             pod["spec"]["containers"][0]["env"] = [
                 {"name": "K", "valueFrom": {"secretKeyRef": {"name": SHARED_SECRET, "key": "k"}}}]
-        if kind in ("Job", "JobSet"):
+        if kind in ("Job", "JobSet", "PyTorchJob", "RayJob"):
             pod["spec"]["restartPolicy"] = "Never"
             pod["metadata"]["annotations"][RUN_ANNOTATION] = str(self.rng.randint(3, 40))
         if kind == "Job":
@@ -274,6 +276,20 @@ class Simulation:
                         "spec": {"replicatedJobs": [
                             {"name": "launcher", "replicas": 1, "template": {"spec": {"template": launcher}}},
                             {"name": "workers", "replicas": replicas, "template": {"spec": {"template": pod}}}]}}
+        elif kind == "PyTorchJob":  # a master and replicas-1 workers
+            roles = {"Master": {"replicas": 1, "template": pod}}
+            if replicas > 1:
+                roles["Worker"] = {"replicas": replicas - 1, "template": copy.deepcopy(pod)}
+            template = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": name},
+                        "spec": {"pytorchReplicaSpecs": roles}}
+        elif kind == "RayJob":  # a CPU-only head beside the GPU worker group: only the workers' GPUs count
+            head = copy.deepcopy(pod)
+            del head["spec"]["containers"][0]["resources"]
+            template = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": name},
+                        "spec": {"entrypoint": "python job.py", "rayClusterSpec": {
+                            "headGroupSpec": {"template": head},
+                            "workerGroupSpecs": [{"groupName": "gpu", "replicas": replicas, "minReplicas": replicas,
+                                                  "maxReplicas": replicas, "template": pod}]}}}
         else:  # one group of a leader and replicas-1 workers, all from the worker template
             template = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
                         "metadata": {"name": name},

@@ -49,8 +49,9 @@ from tenbin.kinds import BUILT_IN, KINDS, get_in
 Json = dict[str, Any]
 SERVED_KINDS = frozenset({("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
                           ("apps/v1", "ReplicaSet"), ("v1", "Pod"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
-                          ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")})
-"""Kubernetes' own kinds and two add-ons (a member without the add-ons is made with a smaller set)."""
+                          ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"), ("kubeflow.org/v1", "PyTorchJob"),
+                          ("ray.io/v1", "RayJob")})
+"""Kubernetes' own kinds and four add-ons (a member without the add-ons is made with a smaller set)."""
 CONFIG_KINDS = frozenset({("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "ServiceAccount"),
                           ("scheduling.k8s.io/v1", "PriorityClass")})
 """What a workload's pods reference (`tenbin.services.dependencies`): every member serves them."""
@@ -539,6 +540,20 @@ class MemoryMember:
             if finished:
                 status["conditions"] = [{"type": "Completed", "status": "True", "reason": "AllJobsCompleted"}]
             obj["status"] = status
+        elif ref.kind in ("PyTorchJob", "RayJob"):  # as the training operator / KubeRay report it
+            want = sum(g.pods for g in KINDS[ref.kind].pod_groups(obj))
+            done = sum(1 for p in pods if p["status"]["phase"] == "Succeeded") >= want
+            if ref.kind == "PyTorchJob":
+                conditions = [{"type": "Created", "status": "True"}]
+                if running >= want or done:
+                    conditions.append({"type": "Running", "status": "False" if done else "True"})
+                if done:
+                    conditions.append({"type": "Succeeded", "status": "True"})
+                obj["status"] = {"conditions": conditions}
+            else:
+                obj["status"] = ({"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"} if done else
+                                 {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"} if running >= want else
+                                 {"jobDeploymentStatus": "Initializing"})
         elif ref.kind == "LeaderWorkerSet":  # groups ready once all their pods run
             want = sum(g.pods for g in KINDS["LeaderWorkerSet"].pod_groups(obj))
             groups = int((obj.get("spec") or {}).get("replicas") or 1)
