@@ -272,6 +272,41 @@ def test_a_jobset_moves_with_the_checkpoint_handshake_and_an_lws_make_before_bre
                lambda: member_objects(fleet, ONPREM, ns, "leaderworkersets") == [], timeout=60)
 
 
+def test_a_pytorchjob_and_a_rayjob_move_with_the_checkpoint_handshake(controllers: Fleet, ns: str) -> None:
+    """Re-placed (the Argo CD action's annotation), each is asked for a checkpoint on its own object, stopped,
+    then started on the sovereign member with the checkpoint named on every pod template: never two copies."""
+    fleet = controllers
+    apply(fleet, ns,
+          workload("tune", pytorchjob("tune"), gpus=1, replicas=2, tiers=["OnPrem", "SovereignCloud"]),
+          workload("infer", rayjob("infer", submitter_seconds=900), gpus=1, replicas=1,
+                   tiers=["OnPrem", "SovereignCloud"]))
+    for name in ("tune", "infer"):
+        wait_until(f"{name} Running on-prem", lambda n=name: phase_on(fleet, ns, n, "Running", ONPREM), timeout=150)
+    fleet.kubectl("annotate", "aiworkload", "-n", ns, "tune", "infer", "tenbin.io/replace=now")
+    for resource, name in (("pytorchjobs", "tune"), ("rayjobs", "infer")):
+        def asked(r: str = resource) -> bool:
+            objs = member_objects(fleet, ONPREM, ns, r)
+            return bool(objs) and "tenbin.io/checkpoint-requested" in (objs[0]["metadata"].get("annotations") or {})
+        wait_until(f"checkpoint requested on the {resource[:-1]}", asked, timeout=60)
+        assert member_objects(fleet, SOVEREIGN, ns, resource) == [], f"{name} started before its checkpoint"
+        fleet.kubectl("annotate", resource, "-n", ns, name, f"tenbin.io/checkpoint-done={name}-step-3",
+                      cluster=ONPREM)
+    for name in ("tune", "infer"):
+        wait_until(f"{name} Running on the sovereign member",
+                   lambda n=name: phase_on(fleet, ns, n, "Running", SOVEREIGN), timeout=150)
+    [tune] = member_objects(fleet, SOVEREIGN, ns, "pytorchjobs")
+    for role in ("Master", "Worker"):
+        hints = tune["spec"]["pytorchReplicaSpecs"][role]["template"]["metadata"]["annotations"]
+        assert (hints["tenbin.io/checkpoint"], hints["tenbin.io/resume-from"]) == ("tune-step-3", ONPREM)
+    [infer] = member_objects(fleet, SOVEREIGN, ns, "rayjobs")
+    spec = infer["spec"]["rayClusterSpec"]
+    for template in (spec["headGroupSpec"]["template"], spec["workerGroupSpecs"][0]["template"]):
+        assert template["metadata"]["annotations"]["tenbin.io/checkpoint"] == "infer-step-3"
+    wait_until("the source PyTorchJob and RayJob gone", lambda: not (
+        member_objects(fleet, ONPREM, ns, "pytorchjobs") or member_objects(fleet, ONPREM, ns, "rayjobs")),
+        timeout=60)
+
+
 def ready_reason(fleet: Fleet, ns: str, name: str) -> str | None:
     return next((c.get("reason") for c in status(fleet, ns, name).get("conditions") or [] if c["type"] == "Ready"),
                 None)
