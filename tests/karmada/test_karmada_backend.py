@@ -318,3 +318,43 @@ def test_a_requested_move_of_long_running_work_is_make_before_break_through_karm
     assert bound_clusters(karmada, ns, "serve", "deployment") == [target]
     events = [h["event"] for h in status(fleet, ns, "serve")["history"]]
     assert "Migrated" in events and events[-1] in ("Migrated", "Running"), events
+
+
+def test_dependencies_go_through_karmada_with_the_template_move_with_it_and_leave_with_it(
+        operator: OperatorProcess, karmada: Karmada, ns: str) -> None:
+    """The ConfigMap a Deployment's pods mount is copied into the Karmada apiserver beside the template, owned
+    by it; Karmada's dependencies distributor (propagateDeps) carries it to the member Tenbin chose, and to the
+    target of a move; deleting the AIWorkload removes it from Karmada and from the members."""
+    fleet = operator.fleet
+    fleet.kubectl("create", "configmap", "serve-config", "-n", ns, "--from-literal=model=llama")
+    doc = via(workload("serve", gpus=1, classification="Confidential", jurisdictions=["JP"], kind="Deployment"))
+    pod_spec = doc["spec"]["template"]["spec"]["template"]["spec"]
+    pod_spec["volumes"] = [{"name": "config", "configMap": {"name": "serve-config"}}]
+    doc["spec"]["migration"] = {"policy": "OnFailure"}
+    apply(fleet, ns, doc)
+    wait_until("Running", lambda: phase_is(fleet, ns, "serve", "Running"), timeout=90)
+    source = MEMBER_OF[status(fleet, ns, "serve")["placement"]["cluster"]]
+
+    def config_in(member: str) -> list[dict[str, Any]]:
+        return [c for c in member_objects(fleet, member, ns, "configmaps") if c["metadata"]["name"] == "serve-config"]
+
+    wait_until(f"the ConfigMap propagated to {source}", lambda: bool(config_in(source)), timeout=60)
+    assert config_in(source)[0]["data"] == {"model": "llama"}
+    [copy] = [c for c in karmada_objects(karmada, ns, "configmaps") if c["metadata"]["name"] == "serve-config"]
+    [template] = karmada_objects(karmada, ns, "deployments")
+    assert [o["uid"] for o in copy["metadata"]["ownerReferences"]] == [template["metadata"]["uid"]]
+    cond = next(c for c in status(fleet, ns, "serve")["conditions"] if c["type"] == "DependenciesSynced")
+    assert (cond["status"], cond["reason"]) == ("True", "Synced") and "ConfigMap" in cond["message"]
+
+    [target] = JP_COMPLIANT - {source}
+    fleet.kubectl("annotate", "aiworkload", "-n", ns, "serve", "tenbin.io/replace=true")
+    wait_until(f"moved to {target}", lambda: (status(fleet, ns, "serve").get("placement") or {}).get("cluster")
+               == karmada_name(target) and phase_is(fleet, ns, "serve", "Running"), timeout=120)
+    wait_until(f"the ConfigMap on {target} and gone from {source}",
+               lambda: bool(config_in(target)) and not config_in(source), timeout=60)
+
+    fleet.kubectl("delete", "aiworkload", "-n", ns, "serve", "--timeout=60s")
+    wait_until("the ConfigMap gone from Karmada and from the members", lambda: not (
+        [c for c in karmada_objects(karmada, ns, "configmaps") if c["metadata"]["name"] == "serve-config"]
+        or config_in(source) or config_in(target)), timeout=90)
+    assert fleet.kubectl("get", "configmap", "serve-config", "-n", ns, check=False).returncode == 0  # the hub's own

@@ -83,6 +83,9 @@ def propagation_policy(obj: Mapping[str, Any], clusters: list[str]) -> dict[str,
                                    "namespace": ref.namespace}],
             "placement": {"clusterAffinity": {"clusterNames": list(clusters)},
                           "replicaScheduling": {"replicaSchedulingType": "Duplicated"}},
+            # what the template's pods reference (the ConfigMaps, Secrets, ServiceAccounts Tenbin copied into the
+            # Karmada apiserver beside it) follows it to the same members: Karmada's dependencies distributor
+            "propagateDeps": True,
         },
     }
 
@@ -103,9 +106,12 @@ def binding_name(kind: str, name: str) -> str:
 class KarmadaGateway:
     """`ClusterGateway` for a member ``cluster_name`` that Tenbin reaches through a Karmada control plane."""
 
-    copies_dependencies = False
-    """Not yet: Karmada propagates a workload's dependencies itself (PropagationPolicy propagateDeps) once they
-    are in its own apiserver; Tenbin does not put them there yet."""
+    copies_dependencies = True
+    """Into the Karmada apiserver, beside the template and owned by it; Karmada's dependencies distributor
+    (PropagationPolicy `propagateDeps`) carries them to the members the template is propagated to, and its
+    garbage collector removes them with the last template that owns them. Karmada starts propagating them
+    once the template's binding is scheduled: they arrive beside the workload, not strictly before it (pods
+    wait for a missing ConfigMap, as in one cluster)."""
 
     def __init__(self, name: str, cluster_name: str, api: client.ApiClient,
                  namespace_labels: Mapping[str, str] | None = None) -> None:
@@ -206,6 +212,8 @@ class KarmadaGateway:
     # ---- apply / delete / annotate -----------------------------------------------------------------
 
     def _apply(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+        if UID_LABEL not in ((obj.get("metadata") or {}).get("labels") or {}):
+            return self.karmada._apply(obj)  # a dependency: propagated with the templates that own it
         try:
             return self._apply_pinned(obj)
         except GatewayError:
@@ -318,13 +326,14 @@ class KarmadaGateway:
         return await self.karmada.get(ref)
 
     async def add_owner(self, ref: ObjectRef, owner: Mapping[str, Any]) -> None:
-        raise GatewayError(f"{self.name}: dependencies are not copied through Karmada", 501)
+        """`owner` is the template in the Karmada apiserver (what `apply` answered)."""
+        await self.karmada.add_owner(ref, owner)
 
     async def orphans(self) -> list[dict[str, Any]]:
-        return []  # none copied through Karmada
+        return await self.karmada.orphans()
 
     async def delete_unchanged(self, ref: ObjectRef, resource_version: str) -> bool:
-        return False
+        return await self.karmada.delete_unchanged(ref, resource_version)
 
     async def annotate(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
         """Merge annotations into the template (None removes one); Karmada carries them to the member's copy."""
