@@ -237,6 +237,33 @@ def test_a_pytorchjob_runs_and_a_rayjob_reports_its_controllers_verdict(controll
         timeout=120)
 
 
+def finish_pods(fleet: Fleet, member: str, ns: str, uid: str) -> None:
+    """What the kubelet reports when the pods' containers exit 0 (KWOK completes only pods a batch Job owns)."""
+    for p in member_pods(fleet, member, ns):
+        if p["metadata"]["labels"].get("tenbin.io/workload-uid") != uid or p["status"].get("phase") != "Running":
+            continue
+        done = {"terminated": {"exitCode": 0, "reason": "Completed",
+                               "startedAt": p["status"].get("startTime"), "finishedAt": p["status"].get("startTime")}}
+        statuses = [{**c, "ready": False, "started": False, "state": done}
+                    for c in p["status"].get("containerStatuses") or []]
+        fleet.kubectl("patch", "pod", p["metadata"]["name"], "-n", ns, "--subresource=status", "--type=merge",
+                      "-p", json.dumps({"status": {"phase": "Succeeded", "containerStatuses": statuses}}),
+                      cluster=member)
+
+
+def test_a_pytorchjob_follows_the_training_operator_to_succeeded(controllers: Fleet, ns: str) -> None:
+    fleet = controllers
+    apply(fleet, ns, workload("short-tune", pytorchjob("short-tune"), gpus=1, replicas=2, tiers=["OnPrem"]))
+    wait_until("short-tune Running on-prem", lambda: phase_on(fleet, ns, "short-tune", "Running", ONPREM),
+               timeout=120)
+    finish_pods(fleet, ONPREM, ns, uid_of(fleet, ns, "short-tune"))
+    wait_until("short-tune Succeeded on-prem", lambda: phase_on(fleet, ns, "short-tune", "Succeeded", ONPREM),
+               timeout=150)
+    [job] = member_objects(fleet, ONPREM, ns, "pytorchjobs")
+    assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in job["status"]["conditions"])  # its word
+    assert "PyTorchJob succeeded" in status(fleet, ns, "short-tune")["message"]
+
+
 def test_a_jobset_moves_with_the_checkpoint_handshake_and_an_lws_make_before_break(
         controllers: Fleet, ns: str) -> None:
     fleet = controllers
