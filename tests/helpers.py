@@ -96,6 +96,7 @@ def workload_doc(
     jurisdictions: Sequence[str] = (),
     tiers: Sequence[str] = (),
     required_labels: Sequence[str] = (),
+    operator_jurisdictions: Sequence[str] = (),
     budget: tuple[float, str] | None = None,
     selector: Mapping[str, Any] | None = None,
     weights: Mapping[str, float] | None = None,
@@ -115,6 +116,8 @@ def workload_doc(
         residency["tiers"] = list(tiers)
     if required_labels:
         residency["requiredLabels"] = list(required_labels)
+    if operator_jurisdictions:
+        residency["operatorJurisdictions"] = list(operator_jurisdictions)
     spec: dict[str, Any] = {"gpu": gpu, "template": job_template(count)}
     if replicas is not None:
         spec["replicas"] = replicas

@@ -54,6 +54,7 @@ def clusters(draw: st.DrawFn) -> list[GPUCluster]:
             n, tier=draw(st.sampled_from(TIERS)), jurisdiction=draw(st.sampled_from(JURS)), gpus=g, labels=labels,
             residency_labels=draw(st.lists(st.sampled_from(RLABELS), unique=True, max_size=3)),
             cordoned=draw(st.booleans()) and draw(st.booleans()),
+            **({"operatorJurisdiction": op} if (op := draw(st.sampled_from([None, *JURS]))) else {}),
             phase=draw(st.sampled_from([None, None, "Ready", "NotReady"])), inventory=inventory,
         )
         c = parse_object(doc)
@@ -70,7 +71,8 @@ def policies(draw: st.DrawFn) -> EffectivePolicy:
         rules.append({"classification": cls,
                       "allowedTiers": draw(st.lists(st.sampled_from(TIERS), unique=True, max_size=2)),
                       "allowedJurisdictions": draw(st.lists(st.sampled_from(JURS), unique=True, max_size=2)),
-                      "requiredLabels": draw(st.lists(st.sampled_from(RLABELS), unique=True, max_size=1))})
+                      "requiredLabels": draw(st.lists(st.sampled_from(RLABELS), unique=True, max_size=1)),
+                      "allowedOperatorJurisdictions": draw(st.lists(st.sampled_from(JURS), unique=True, max_size=1))})
     weights = draw(st.sampled_from([None, {"price": 1}, {"availability": 1}, {"price": 0.3, "availability": 0.7}]))
     p = parse_object(policy_doc(rates=rates, rules=rules, weights=weights))
     assert isinstance(p, PlacementPolicy)
@@ -90,6 +92,7 @@ def workloads(draw: st.DrawFn, name: str = "w") -> AIWorkload:
         jurisdictions=draw(st.lists(st.sampled_from(JURS), unique=True, max_size=2)),
         tiers=draw(st.lists(st.sampled_from(TIERS), unique=True, max_size=2)),
         required_labels=draw(st.lists(st.sampled_from(RLABELS), unique=True, max_size=2)),
+        operator_jurisdictions=draw(st.lists(st.sampled_from(JURS), unique=True, max_size=1)),
         budget=draw(st.sampled_from([None, (400, "JPY"), (3.0, "USD"), (600, "JPY"), (2, "EUR")])),
         selector=selector,
         weights=draw(st.sampled_from([None, None, {"price": 1}, {"availability": 2, "price": 1}])),
@@ -107,7 +110,11 @@ def satisfies_residency(w: AIWorkload, c: GPUCluster, policy: EffectivePolicy) -
             and set(r.required_labels) <= set(s.residency_labels)
             and (not rule.allowed_tiers or s.tier in rule.allowed_tiers)
             and (not rule.allowed_jurisdictions or s.jurisdiction in rule.allowed_jurisdictions)
-            and rule.required_labels <= set(s.residency_labels))
+            and rule.required_labels <= set(s.residency_labels)
+            # the operator (who can be made to hand the data over): undeclared never matches a list
+            and (not r.operator_jurisdictions or s.operator_jurisdiction in r.operator_jurisdictions)
+            and (not rule.allowed_operator_jurisdictions
+                 or s.operator_jurisdiction in rule.allowed_operator_jurisdictions))
 
 
 def initial_free(c: GPUCluster) -> Mapping[str, int]:

@@ -96,13 +96,18 @@ def allowed(workload: Mapping[str, Any], cluster: Mapping[str, Any], policy: Map
     res = workload["spec"]["residency"]
     spec = cluster["spec"]
     tiers, jurisdictions = BUILTIN[res["dataClassification"]]
+    operators: set[str] = set()
     required = set(res.get("requiredLabels") or [])
     for rule in ((policy or {}).get("spec") or {}).get("classificationRules") or []:
         if rule["classification"] == res["dataClassification"]:
             tiers, jurisdictions = set(rule.get("allowedTiers") or []), set(rule.get("allowedJurisdictions") or [])
+            operators = set(rule.get("allowedOperatorJurisdictions") or [])
             required |= set(rule.get("requiredLabels") or [])
     if (tiers and spec["tier"] not in tiers) or (jurisdictions and spec["jurisdiction"] not in jurisdictions):
         return False
+    for wanted in (operators, set(res.get("operatorJurisdictions") or [])):  # an undeclared operator: no match
+        if wanted and spec.get("operatorJurisdiction") not in wanted:
+            return False
     if res.get("tiers") and spec["tier"] not in res["tiers"]:
         return False
     if res.get("jurisdictions") and spec["jurisdiction"] not in res["jurisdictions"]:
@@ -179,6 +184,9 @@ class Simulation:
             self.hub.create({
                 "apiVersion": "tenbin.io/v1alpha1", "kind": "GPUCluster", "metadata": {"name": name},
                 "spec": {"tier": tier, "provider": "sim", "region": name, "jurisdiction": jurisdiction,
+                         # a hyperscaler's Tokyo region is run from the US; one provider does not say
+                         **({} if (op := self.rng.choice([jurisdiction, jurisdiction, "US", None])) is None else
+                            {"operatorJurisdiction": op}),
                          "residencyLabels": self.rng.sample(["ismap", "iso27017"], self.rng.randint(0, 2)),
                          "gpus": [{"model": model, "count": sum(nd.gpus for nd in nodes), "memoryGiB": MODELS[model],
                                    "pricePerGPUHour": round(self.rng.uniform(2, 5), 2) if usd else
@@ -299,6 +307,8 @@ class Simulation:
             residency["jurisdictions"] = [self.rng.choice(["JP", "US"])]
         if self.rng.random() < 0.2:
             residency["requiredLabels"] = ["ismap"]
+        if self.rng.random() < 0.15:
+            residency["operatorJurisdictions"] = ["JP"]
         spec: dict[str, Any] = {"gpu": {"count": per_pod}, "replicas": replicas, "residency": residency,
                                 "template": template}
         if self.rng.random() < 0.5:
@@ -382,9 +392,11 @@ class Simulation:
             name = self.rng.choice(live)
             labels = self.rng.sample(["ismap", "iso27017"], self.rng.randint(0, 2))
             jurisdiction = self.rng.choice(["JP", "JP", "US"])
+            operator = self.rng.choice([jurisdiction, "US", None])  # resold, or the operator no longer said
             self.hub.merge("GPUCluster", None, name, {"spec": {"residencyLabels": labels,
-                                                               "jurisdiction": jurisdiction}})
-            return f"residency of {name} -> {jurisdiction} {labels}"
+                                                               "jurisdiction": jurisdiction,
+                                                               "operatorJurisdiction": operator}})
+            return f"residency of {name} -> {jurisdiction} (operator {operator}) {labels}"
         if r < 0.5565 and wls:
             w = self.rng.choice(wls)
             if w["spec"]["template"]["kind"] != "Deployment":

@@ -11,7 +11,7 @@ PIN_NAMES = {  # the part's first word in the table -> its pin's name
     "Kubernetes": "KUBERNETES_VERSION", "etcd": "ETCD_VERSION", "KWOK": "KWOK_VERSION",
     "Karmada": "KARMADA_VERSION", "Helm": "HELM_VERSION", "Argo": "ARGOCD_VERSION",
     "Prometheus": "PROMETHEUS_VERSION", "JobSet": "JOBSET_VERSION", "LeaderWorkerSet": "LWS_VERSION",
-    "KubeRay": "KUBERAY_VERSION", "Kubeflow": "TRAINING_OPERATOR_VERSION",
+    "KubeRay": "KUBERAY_VERSION", "Kubeflow": "TRAINING_OPERATOR_VERSION", "Volcano": "VOLCANO_APIS_VERSION",
 }
 
 

@@ -55,3 +55,32 @@ def test_policy_rule_replaces_the_builtin_rule() -> None:
         R.rule_labels("Restricted", ["medical"]),
     )
     assert got[("hyper-us", "H100-80GB")] == (R.rule_labels("Restricted", ["medical"]),)
+
+
+# Who operates the service apart from where the data sits: a Japanese sovereign cloud, the same GPUs resold
+# through a US hyperscaler's marketplace (still run by the Japanese company), a US company's Tokyo region, and
+# a provider that does not say who runs it.
+OPERATED = [cluster("sakura", jurisdiction="JP", operatorJurisdiction="JP"),
+            cluster("sakura-via-aws", tier="Hyperscaler", jurisdiction="JP", operatorJurisdiction="JP"),
+            cluster("aws-tokyo", tier="Hyperscaler", jurisdiction="JP", operatorJurisdiction="US"),
+            cluster("unknown-jp", jurisdiction="JP")]
+
+
+def test_a_workload_may_require_who_operates_the_cluster() -> None:
+    got = run_filter(ResidencyFilter(), workload(operator_jurisdictions=["JP"]), OPERATED)
+    assert got == {("sakura", "H100-80GB"): (), ("sakura-via-aws", "H100-80GB"): (),
+                   ("aws-tokyo", "H100-80GB"): (R.operator_not_allowed("US", ["JP"]),),
+                   ("unknown-jp", "H100-80GB"): (R.operator_not_allowed("", ["JP"]),)}
+    assert "operator jurisdiction not declared (must be in [JP])" in str(got[("unknown-jp", "H100-80GB")][0])
+    assert all(not why for why in run_filter(ResidencyFilter(), workload(), OPERATED).values())  # default: any
+
+
+def test_a_classification_rule_may_require_who_operates_the_cluster() -> None:
+    rules = dict(POLICY.rules)
+    rules[DataClassification.INTERNAL] = ClassificationRule(
+        DataClassification.INTERNAL, allowed_operator_jurisdictions=frozenset({"JP"}), builtin=False)
+    pol = EffectivePolicy(rates=POLICY.rates, rules=rules)
+    got = run_filter(ResidencyFilter(), workload(classification="Internal"), OPERATED, pol)
+    assert got[("aws-tokyo", "H100-80GB")] == (R.rule_operator("Internal", "US", ["JP"]),)
+    assert got[("unknown-jp", "H100-80GB")] == (R.rule_operator("Internal", "", ["JP"]),)
+    assert got[("sakura-via-aws", "H100-80GB")] == ()  # resold, still run from Japan

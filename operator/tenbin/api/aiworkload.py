@@ -189,6 +189,13 @@ class Residency(ApiModel):
         NoDuplicates,
     ]
     """The cluster's jurisdiction must be one of these; empty = any."""
+    operator_jurisdictions: Annotated[
+        list[Jurisdiction],
+        Field(default_factory=list, max_length=MAX_JURISDICTIONS, json_schema_extra=SET),
+        NoDuplicates,
+    ]
+    """The cluster's operatorJurisdiction (who runs the service) must be one of these; empty = any. A cluster
+    whose operator jurisdiction is not declared never matches a non-empty list."""
     tiers: Annotated[list[Tier], Field(default_factory=list, max_length=3, json_schema_extra=SET), NoDuplicates]
     """Allowed tiers; empty = any."""
     required_labels: Annotated[

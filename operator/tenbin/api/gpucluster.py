@@ -146,6 +146,12 @@ class GPUClusterSpec(ApiModel):
     """The provider's region, free text (jp-ishikari, ap-northeast-1); shown, never compared."""
     jurisdiction: Jurisdiction
     """Legal jurisdiction of the data centre, ISO 3166-1 alpha-2 upper case (JP, US, ...)."""
+    operator_jurisdiction: Jurisdiction | None = None
+    """Where the company that operates the service — and so can be compelled to give access to the data — is
+    incorporated, apart from where the data sits (APPI looks at both). A Japanese provider's GPUs resold
+    through a US hyperscaler keep jurisdiction JP and operatorJurisdiction JP when the Japanese company runs
+    them; a US company's Tokyo region is jurisdiction JP, operatorJurisdiction US. Unset: not known, so a rule
+    or a workload that names operator jurisdictions rules the cluster out."""
     residency_labels: Annotated[
         list[Token],
         Field(default_factory=list, max_length=MAX_LABELS, json_schema_extra=SET),

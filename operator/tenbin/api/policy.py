@@ -59,6 +59,13 @@ class ClassificationRule(ApiModel):
         NoDuplicates,
     ]
     """Empty = any jurisdiction."""
+    allowed_operator_jurisdictions: Annotated[
+        list[Jurisdiction],
+        Field(default_factory=list, max_length=MAX_JURISDICTIONS, json_schema_extra=SET),
+        NoDuplicates,
+    ]
+    """Where the cluster's operator (GPUCluster operatorJurisdiction) may be; empty = any; an undeclared one
+    does not match."""
     required_labels: Annotated[
         list[Token], Field(default_factory=list, max_length=MAX_LABELS, json_schema_extra=SET), NoDuplicates
     ]

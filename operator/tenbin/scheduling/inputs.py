@@ -32,6 +32,7 @@ class ClassificationRule:
     allowed_jurisdictions: frozenset[str] = frozenset()
     required_labels: frozenset[str] = frozenset()
     builtin: bool = True
+    allowed_operator_jurisdictions: frozenset[str] = frozenset()
 
 
 BUILTIN_RULES: Mapping[DataClassification, ClassificationRule] = MappingProxyType(
@@ -77,6 +78,7 @@ class EffectivePolicy:
                 allowed_jurisdictions=frozenset(r.allowed_jurisdictions),
                 required_labels=frozenset(r.required_labels),
                 builtin=False,
+                allowed_operator_jurisdictions=frozenset(r.allowed_operator_jurisdictions),
             )
         return cls(
             base_currency=spec.base_currency,
@@ -108,6 +110,7 @@ class WorkloadRequest:
     jurisdictions: frozenset[str] = frozenset()
     tiers: frozenset[Tier] = frozenset()
     required_labels: frozenset[str] = frozenset()
+    operator_jurisdictions: frozenset[str] = frozenset()
     budget: tuple[float, str] | None = None
     """(maxPricePerGPUHour, currency)."""
     selector: LabelSelector | None = None
@@ -135,6 +138,7 @@ class WorkloadRequest:
             jurisdictions=frozenset(s.residency.jurisdictions),
             tiers=frozenset(s.residency.tiers),
             required_labels=frozenset(s.residency.required_labels),
+            operator_jurisdictions=frozenset(s.residency.operator_jurisdictions),
             budget=(s.budget.max_price_per_gpu_hour, s.budget.currency) if s.budget else None,
             selector=sel,
             weights=_weights(s.placement.weights) if s.placement.weights is not None else None,

@@ -117,6 +117,9 @@ class ResidencyFilter:
             ok &= _lut(nj, s.jurisdictions.lookup(rule.allowed_jurisdictions))[s.jurisdiction]
         for lab in rule.required_labels:
             ok &= s.has_residency_label(lab)
+        for allowed in (req.operator_jurisdictions, rule.allowed_operator_jurisdictions):
+            if allowed:  # "" (undeclared) is never in an ISO list: an unknown operator does not match
+                ok &= _lut(nj, s.jurisdictions.lookup(allowed))[s.operator_jurisdiction]
         return ok
 
     def explain(self, cy: Cycle, rows: IntArray) -> Explanation:
@@ -126,7 +129,7 @@ class ResidencyFilter:
         cls = rule.classification.value
         keys = np.column_stack([
             s.jurisdiction[rows], s.tier[rows],
-            _missing_bits(s, req_labels, rows), _missing_bits(s, rule_labels, rows),
+            _missing_bits(s, req_labels, rows), _missing_bits(s, rule_labels, rows), s.operator_jurisdiction[rows],
         ])
 
         def render(k: npt.NDArray[Any]) -> tuple[Reason, ...]:
@@ -145,6 +148,11 @@ class ResidencyFilter:
                 out.append(R.rule_jurisdiction(cls, jur, rule.allowed_jurisdictions))
             if k[3]:
                 out.append(R.rule_labels(cls, _from_bits(rule_labels, int(k[3]))))
+            op = s.jurisdictions.items[int(k[4])]
+            if req.operator_jurisdictions and op not in req.operator_jurisdictions:
+                out.append(R.operator_not_allowed(op, req.operator_jurisdictions))
+            if rule.allowed_operator_jurisdictions and op not in rule.allowed_operator_jurisdictions:
+                out.append(R.rule_operator(cls, op, rule.allowed_operator_jurisdictions))
             return tuple(out)
 
         return grouped(keys, render)

@@ -73,6 +73,20 @@ def rule_jurisdiction(classification: str, jurisdiction: str, allowed: Iterable[
     )
 
 
+def _operator(jurisdiction: str, allowed: Iterable[str]) -> str:
+    if not jurisdiction:
+        return f"operator jurisdiction not declared (must be in {listing(allowed)})"
+    return f"operator jurisdiction {jurisdiction} not in {listing(allowed)}"
+
+
+def operator_not_allowed(jurisdiction: str, allowed: Iterable[str]) -> Reason:
+    return Reason("residency", "residency", _operator(jurisdiction, allowed))
+
+
+def rule_operator(classification: str, jurisdiction: str, allowed: Iterable[str]) -> Reason:
+    return Reason("residency", "residency", f"{classification} data: {_operator(jurisdiction, allowed)}")
+
+
 def rule_labels(classification: str, labels: Iterable[str]) -> Reason:
     labels = sorted(labels)
     s = "s" if len(labels) > 1 else ""

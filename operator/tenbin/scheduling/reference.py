@@ -72,6 +72,11 @@ def reference_place(
             rule_missing = [lab for lab in rule.required_labels if lab not in spec.residency_labels]
             if rule_missing:
                 why.append(R.rule_labels(cls, rule_missing))
+            op = spec.operator_jurisdiction or ""
+            if req.operator_jurisdictions and op not in req.operator_jurisdictions:
+                why.append(R.operator_not_allowed(op, req.operator_jurisdictions))
+            if rule.allowed_operator_jurisdictions and op not in rule.allowed_operator_jurisdictions:
+                why.append(R.rule_operator(cls, op, rule.allowed_operator_jurisdictions))
             if req.models and g.model not in req.models:
                 why.append(R.model_not_requested(g.model, req.models))
             if req.min_memory_gib is not None and g.memory_gib < req.min_memory_gib:

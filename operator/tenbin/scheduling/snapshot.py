@@ -40,6 +40,8 @@ class ClusterInfo:
     name: str
     tier: Tier
     jurisdiction: str
+    operator_jurisdiction: str
+    """"" when the GPUCluster does not declare it."""
     labels: Mapping[str, str]
     residency_labels: frozenset[str]
     phase: str
@@ -97,6 +99,7 @@ class Snapshot:
                 name=c.metadata.name,
                 tier=c.spec.tier,
                 jurisdiction=c.spec.jurisdiction,
+                operator_jurisdiction=c.spec.operator_jurisdiction or "",
                 labels=dict(c.metadata.labels),
                 residency_labels=frozenset(c.spec.residency_labels),
                 phase=(c.status.phase.value if c.status is not None and c.status.phase is not None else ""),
@@ -144,10 +147,14 @@ class Snapshot:
         per_cluster_tier = np.asarray([TIER_CODE[c.tier] for c in self.clusters], dtype=np.int64)
         per_cluster_jur = np.asarray([self.jurisdictions.code(c.jurisdiction) for c in self.clusters],
                                      dtype=np.int64)
+        per_cluster_operator = np.asarray([self.jurisdictions.code(c.operator_jurisdiction) for c in self.clusters],
+                                          dtype=np.int64)
         per_cluster_phase = np.asarray([PHASE_CODE[c.phase] for c in self.clusters], dtype=np.int64)
         per_cluster_cordoned = np.asarray([c.cordoned for c in self.clusters], dtype=np.bool_)
         self.tier: IntArray = per_cluster_tier[self.cluster] if n else np.zeros(0, np.int64)
         self.jurisdiction: IntArray = per_cluster_jur[self.cluster] if n else np.zeros(0, np.int64)
+        self.operator_jurisdiction: IntArray = per_cluster_operator[self.cluster] if n else np.zeros(0, np.int64)
+        """Codes in `jurisdictions`; the code of "" is an undeclared operator jurisdiction (never allowed)."""
         self.phase: IntArray = per_cluster_phase[self.cluster] if n else np.zeros(0, np.int64)
         self.cordoned: BoolArray = per_cluster_cordoned[self.cluster] if n else np.zeros(0, np.bool_)
 
