@@ -19,7 +19,7 @@ from tenbin.services.settings import config_flags
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from tenbin.simulate import simulate_command
 
-    return simulate_command(args.file, args.output, args.skip_other_kinds)
+    return simulate_command(args.file, args.output, args.skip_other_kinds, args.at)
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--skip-other-kinds", action="store_true",
                      help="skip documents outside Tenbin's API group (ConfigMaps, Secrets, ...) with a warning "
                           "each, instead of refusing them")
+    sim.add_argument("--at", metavar="TIME", help="judge the policy's attestations at this RFC 3339 instant, "
+                                                   "e.g. 2027-04-01T00:00:00Z (default: now)")
     sim.set_defaults(func=_cmd_simulate)
 
     exp = sub.add_parser("explain", help="every candidate cluster for one AIWorkload: scores and rejections")

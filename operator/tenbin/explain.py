@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from tenbin.api import AIWorkload, GPUCluster, PlacementPolicy
 from tenbin.clusters.gateway import GatewayError
 from tenbin.clusters.hub import HubClient, hub_api_client, member_gateways
+from tenbin.scheduling.attestations import attested
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
 
@@ -49,6 +51,7 @@ def explain_rows(workload: AIWorkload, clusters: list[GPUCluster], policy: Place
     """One row per (cluster, model) candidate: verdict, price in base currency, score breakdown or reasons.
 
     `own_bound`: GPUs the member shows bound to this workload's pods (see `own_gpus_free_again`)."""
+    clusters, _ = attested(clusters, policy, datetime.now(UTC))  # residency labels as the policy vouches now
     snap = Snapshot(clusters)
     sched = Scheduler(policy, top_k=ALL)
     reserved: dict[tuple[str, str], int] = {}

@@ -1,5 +1,5 @@
-"""`tenbin simulate -f PATH [-f PATH ...] [-o table|json|yaml] [--skip-other-kinds]`: where would these
-workloads go, at what price.
+"""`tenbin simulate -f PATH [-f PATH ...] [-o table|json|yaml] [--skip-other-kinds] [--at TIME]`: where would
+these workloads go, at what price (the policy's attestations judged at TIME, default now).
 
 This module does the file I/O; the decisions come from the pure core (`tenbin.scheduling`).
 
@@ -36,7 +36,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from tenbin.api.common import API_VERSION
 from tenbin.api.objects import KINDS, ObjectError, object_name, parse_object
 from tenbin.api.policy import DEFAULT_POLICY_NAME
 from tenbin.kinds import Kinds
+from tenbin.scheduling.attestations import attested
 from tenbin.services.validation import semantic_error
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -291,7 +292,18 @@ def _round(x: float | None, digits: int) -> float | None:
     return round(x, digits)
 
 
-def run(paths: list[str], skip_other_kinds: bool = False) -> tuple[str, list[Any], list[str]]:
+def _instant(at: str | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--at {at!r}: not an RFC 3339 time such as 2027-04-01T00:00:00Z") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def run(paths: list[str], skip_other_kinds: bool = False,
+        at: datetime | None = None) -> tuple[str, list[Any], list[str]]:
     """Load, validate and place. Returns (base currency, decisions, skipped documents). Raises InputError."""
     from tenbin.scheduling import EffectivePolicy, Scheduler, Snapshot
 
@@ -301,7 +313,9 @@ def run(paths: list[str], skip_other_kinds: bool = False) -> tuple[str, list[Any
     policy = EffectivePolicy.from_api(chosen_policy)
     _check_currencies(inputs, policy)
     _check_semantics(inputs, policy, Kinds.from_policy(chosen_policy))
-    snap = Snapshot([c.obj for c in inputs.clusters if isinstance(c.obj, GPUCluster)])
+    clusters, _ = attested([c.obj for c in inputs.clusters if isinstance(c.obj, GPUCluster)], chosen_policy,
+                           at or datetime.now(UTC))
+    snap = Snapshot(clusters)
     workloads = [w.obj for w in inputs.workloads if isinstance(w.obj, AIWorkload)]
     return policy.base_currency, Scheduler(policy).place_all(workloads, snap), inputs.skipped
 
@@ -349,9 +363,9 @@ def to_table(base: str, decisions: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def simulate_command(paths: list[str], output: str, skip_other_kinds: bool = False) -> int:
+def simulate_command(paths: list[str], output: str, skip_other_kinds: bool = False, at: str | None = None) -> int:
     try:
-        base, decisions, skipped = run(paths, skip_other_kinds)
+        base, decisions, skipped = run(paths, skip_other_kinds, _instant(at))
     except InputError as err:
         print(err, file=sys.stderr)  # "FILE: KIND NAME: FIELD: problem", one line
         return EXIT_INPUT

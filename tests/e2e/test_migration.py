@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from health_lua import act, discover, merge_patch
@@ -364,3 +365,48 @@ def test_residency_drift_evacuates_even_with_policy_never(operator: OperatorProc
         fleet.kubectl("patch", "gpucluster", SOVEREIGN, "--type=merge",
                       "-p", json.dumps({"spec": {"residencyLabels": labels}}))
     wait_until("placed again once compliant", lambda: running_on(fleet, ns, "ismap-only", SOVEREIGN), timeout=120)
+
+
+def test_a_lapsed_attestation_is_residency_drift_and_the_work_leaves(operator: OperatorProcess, ns: str) -> None:
+    """The policy vouches for ISMAP on the sovereign member until a minute from now (the label is then the
+    policy's: the GPUClusters' own residencyLabels entries no longer count). The work that needs it runs there,
+    the GPUCluster is warned, a new registration covers on-prem, the sovereign one lapses: the work moves."""
+    fleet = operator.fleet
+    until = datetime.now(UTC) + timedelta(seconds=45)
+
+    def attest(*atts: dict[str, Any]) -> None:
+        fleet.kubectl("patch", "placementpolicy", "default", "--type=merge",
+                      "-p", json.dumps({"spec": {"attestationWarningDays": 1, "attestations": list(atts)}}))
+
+    sovereign = {"label": "ismap", "clusters": [SOVEREIGN], "validUntil": until.isoformat(),
+                 "evidence": "ISMAP register (test)"}
+    attest(sovereign)
+    try:
+        doc = workload("attested", gpus=1, classification="Confidential", jurisdictions=["JP"],
+                       required_labels=["ismap"], kind="Deployment")
+        apply(fleet, ns, doc)
+        wait_until("Running on the attested sovereign member",
+                   lambda: status(fleet, ns, "attested").get("phase") == "Running"
+                   and (status(fleet, ns, "attested").get("placement") or {}).get("cluster") == SOVEREIGN,
+                   timeout=120)
+
+        def cluster_events(reason: str) -> list[dict[str, Any]]:
+            return [e for e in hub_json(fleet, "events", "-A", "--field-selector",
+                                        f"involvedObject.name={SOVEREIGN}")["items"] if e["reason"] == reason]
+
+        wait_until("the GPUCluster warned", lambda: bool(cluster_events("AttestationLapsing")), timeout=60)
+        assert f"{ns}/attested" in cluster_events("AttestationLapsing")[0]["message"]
+        attest(sovereign, {"label": "ismap", "clusters": [ONPREM],
+                           "validUntil": (datetime.now(UTC) + timedelta(days=365)).isoformat()})
+        wait_until("moved to on-prem once the sovereign attestation lapsed",
+                   lambda: (status(fleet, ns, "attested").get("placement") or {}).get("cluster") == ONPREM
+                   and status(fleet, ns, "attested").get("phase") == "Running", timeout=150)
+        assert datetime.now(UTC) >= until
+        moves = [h for h in status(fleet, ns, "attested")["history"] if h["event"] == "Migrated"]
+        assert [(h["reason"], h["from"]) for h in moves] == [("ResidencyDrift", SOVEREIGN)]
+        assert cluster_events("AttestationLapsed")
+        wait_until("the sovereign copy gone", lambda: where(fleet, ns, "deployments")[SOVEREIGN] == [], timeout=60)
+    finally:
+        fleet.kubectl("patch", "placementpolicy", "default", "--type=json",
+                      "-p", json.dumps([{"op": "remove", "path": "/spec/attestations"},
+                                        {"op": "remove", "path": "/spec/attestationWarningDays"}]), check=False)

@@ -390,3 +390,21 @@ def test_an_unquoted_no_gets_a_hint_to_quote_it(tmp_path: Path) -> None:
     line = _one_input_error(simulate("-f", str(f)))
     assert line.startswith(f"{f}: AIWorkload default/w: spec.residency.jurisdictions[1]: ")
     assert 'quote it: "NO"' in line
+
+
+def test_attestations_are_judged_at_the_time_asked(tmp_path: Path) -> None:
+    """`--at`: "where would this go once ISMAP lapses?" The label is the policy's once attested: the cluster
+    that only claims it does not count."""
+    pol = policy_doc()
+    pol["spec"]["attestations"] = [{"label": "ismap", "clusters": ["cheap"], "validUntil": "2027-04-01T00:00:00Z"}]
+    fleet = [cluster_doc("cheap", gpus=[("H100-80GB", 8, 300, "JPY")], residency_labels=["ismap"]),
+             cluster_doc("claims", gpus=[("H100-80GB", 8, 200, "JPY")], residency_labels=["ismap"])]
+    f = write(tmp_path / "all.yaml", pol, *fleet, workload_doc("w", "team", required_labels=["ismap"]))
+    before = simulate("-f", f, "-o", "json", "--at", "2027-03-01T00:00:00Z")
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["placements"][0]["cluster"] == "cheap"
+    after = simulate("-f", f, "-o", "json", "--at", "2027-04-01T00:00:00Z")
+    [p] = json.loads(after.stdout)["placements"]
+    assert p["cluster"] is None and "ismap" in p["reason"]
+    bad = simulate("-f", f, "--at", "next tuesday")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--at" in bad.stderr

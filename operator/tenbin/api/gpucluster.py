@@ -68,6 +68,10 @@ class ClusterReason(StrEnum):
     """Event: the member answers again, so its tenbin.io/fenced annotation was removed."""
     LEFT_IN_MEMBER = "LeftInMember"
     """Event: a deleted member did not answer in time; Tenbin's objects named in the message stay there."""
+    ATTESTATION_LAPSING = "AttestationLapsing"
+    """Event: an attestation of the PlacementPolicy covering the cluster lapses within attestationWarningDays."""
+    ATTESTATION_LAPSED = "AttestationLapsed"
+    """Event: it lapsed; the cluster no longer holds the label (work that needs it moves: ResidencyDrift)."""
     DELETION_AWAITS_FENCE = "DeletionAwaitsFence"
     """Event: a deleted member does not answer and holds run-once copies of work that is not finished: it is
     let go only once annotated tenbin.io/fenced (else the work could run twice, there and elsewhere)."""

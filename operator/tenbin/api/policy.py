@@ -16,11 +16,14 @@ from tenbin.api.common import (
     Currency,
     DataClassification,
     Jurisdiction,
+    Name,
     NoDuplicates,
     ObjectMeta,
     StrictBool,
     StrictInt,
+    Text,
     Tier,
+    Timestamp,
     Token,
     Weights,
     cel,
@@ -163,6 +166,40 @@ class WorkloadKindRule(ApiModel):
         return self
 
 
+MAX_ATTESTATIONS = 256
+_ATTESTATION_TARGET_RULE = cel("(has(self.clusters) && size(self.clusters) > 0) || "
+                               "(has(self.providers) && size(self.providers) > 0)",
+                               "name the GPUClusters (clusters) or the providers (providers) it covers")
+
+
+class Attestation(ApiModel):
+    """A residency label the policy vouches for, for some clusters, until a date: an ISMAP registration, an
+    audit report, a contract clause. A label any attestation names counts only through attestations from
+    then on: a GPUCluster's own residencyLabels entry for it is no longer enough."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ATTESTATION_TARGET_RULE]})
+
+    label: Token
+    """The residency label it vouches for (what workloads and rules name in requiredLabels), e.g. `ismap`."""
+    clusters: Annotated[list[Name], Field(default_factory=list, max_length=MAX_LABELS, json_schema_extra=SET),
+                        NoDuplicates]
+    """The GPUClusters it covers, by name."""
+    providers: Annotated[list[Text], Field(default_factory=list, max_length=MAX_LABELS, json_schema_extra=SET),
+                         NoDuplicates]
+    """Or every GPUCluster whose spec.provider is one of these (a provider-wide registration)."""
+    valid_until: Timestamp
+    """When it lapses (RFC 3339). From then on the clusters lack the label: residency drift, and the work that
+    needs it moves (an Event on the GPUCluster warns `attestationWarningDays` before)."""
+    evidence: Text | None = None
+    """Where it is written down (a register entry, a report id, a URL); shown, never compared."""
+
+    @model_validator(mode="after")
+    def _covers_something(self) -> Attestation:
+        if not self.clusters and not self.providers:
+            raise ValueError(_ATTESTATION_TARGET_RULE["message"])
+        return self
+
+
 def _unique_kinds(rules: list[WorkloadKindRule]) -> list[WorkloadKindRule]:
     seen: set[tuple[str, str]] = set()
     for i, r in enumerate(rules):
@@ -209,6 +246,10 @@ class PlacementPolicySpec(ApiModel):
     ]
     """Workload kinds beyond the built-in ones (Job, Deployment, StatefulSet, JobSet, PyTorchJob, RayJob,
     LeaderWorkerSet, ...): an AIWorkload template of any other kind is refused (`Valid=False`)."""
+    attestations: Annotated[list[Attestation], Field(default_factory=list, max_length=MAX_ATTESTATIONS)]
+    """Residency labels vouched for by the policy, with an expiry (see Attestation)."""
+    attestation_warning_days: Annotated[StrictInt, Field(ge=0, le=365)] = 30
+    """How long before an attestation lapses the GPUClusters it covers get a Warning event."""
 
     @field_validator("exchange_rates")
     @classmethod
@@ -252,6 +293,7 @@ __all__ = [
     "BUILT_IN_KINDS",
     "DEFAULT_POLICY_NAME",
     "DEFAULT_WEIGHTS",
+    "Attestation",
     "ClassificationRule",
     "PhaseRule",
     "PlacementPolicy",

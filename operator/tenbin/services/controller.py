@@ -17,9 +17,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tenbin.api import ClusterPhase, ClusterReason, GPUCluster, PlacementPolicy
+from tenbin.api import ClusterPhase, ClusterReason, DataClassification, GPUCluster, PlacementPolicy
 from tenbin.clusters.gateway import GatewayError, ObjectRef
 from tenbin.kinds import Kinds
+from tenbin.scheduling.attestations import covers, lapsing
+from tenbin.scheduling.inputs import ClassificationRule
 from tenbin.services.clock import SYSTEM, Clock
 from tenbin.services.dependencies import sweep_orphans
 from tenbin.services.member_objects import is_finished, workload_key
@@ -49,6 +51,7 @@ class Controller(World):
         self._background: set[asyncio.Future[None]] = set()
         self._drains: dict[str, asyncio.Task[None]] = {}
         self.placement = Placement(self)
+        self.attestations_said: set[tuple[str, str, str, bool]] = set()  # (cluster, label, validUntil, lapsed)
         self.fence_asked: set[str] = set()  # deleted clusters told once that their deletion waits for a fence
         self.swept_at: dict[str, float] = {}  # cluster -> when (monotonic) its orphaned dependency copies were sought
         self.orphans_seen: dict[str, frozenset[tuple[ObjectRef, str]]] = {}
@@ -167,12 +170,42 @@ class Controller(World):
         if seen is None:
             return
         st, fleet_changed = seen
+        self._say_attestations(st)
         await self._sweep(st)
         await self.migrator.evaluate(st)
         await self.migrator.steps.advance_for(st.name)
         if fleet_changed:
             self.nudge_unschedulable()
         await self._run_due()
+
+    def _say_attestations(self, st: ClusterState) -> None:
+        """One Warning event per attestation covering the cluster as it enters the warning window, and one
+        when it lapses, naming the work placed here that needs the label (once per operator process)."""
+        if st.model is None or self.policy is None or not self.policy.spec.attestations:
+            return
+        now = self.now()
+        rules = self.scheduler().policy.rules
+        for a in self.policy.spec.attestations:
+            if not covers(a, st.model):
+                continue
+            lapsed = now >= a.valid_until
+            key = (st.name, a.label, a.valid_until.isoformat(), lapsed)
+            if key in self.attestations_said or not (lapsed or a in lapsing(st.model, self.policy, now)):
+                continue
+            self.attestations_said.add(key)
+            needing = sorted(k for k, b in self.workloads.items()
+                             if ((b.get("status") or {}).get("placement") or {}).get("cluster") == st.name
+                             and a.label in _needed_labels(b, rules))
+            names = f"{', '.join(needing[:5])}{' ...' if len(needing) > 5 else ''}" if needing else "none"
+            evidence = f" ({a.evidence})" if a.evidence else ""
+            if lapsed:
+                self.post_event(st.body, "Warning", ClusterReason.ATTESTATION_LAPSED,
+                                f"attestation {a.label}{evidence} lapsed at {a.valid_until.isoformat()}: "
+                                f"{st.name} no longer holds {a.label}; work placed here that needs it moves: {names}")
+            else:
+                self.post_event(st.body, "Warning", ClusterReason.ATTESTATION_LAPSING,
+                                f"attestation {a.label}{evidence} lapses at {a.valid_until.isoformat()}; work placed "
+                                f"here that needs it ({names}) moves then unless the PlacementPolicy renews it")
 
     async def _sweep(self, st: ClusterState) -> None:
         """Every `dependency_resync_seconds`: remove the dependency copies no workload in the member owns."""
@@ -259,6 +292,13 @@ class Controller(World):
             if e.status != 404:
                 raise
         log.info("GPUCluster %s drained: no work placed there any more", st.name)
+
+def _needed_labels(body: Mapping[str, Any], rules: Mapping[DataClassification, ClassificationRule]) -> set[str]:
+    """The residency labels a workload needs: its own requiredLabels and its classification rule's."""
+    residency = (body.get("spec") or {}).get("residency") or {}
+    rule = rules.get(DataClassification(residency.get("dataClassification") or "Internal"))
+    return set(residency.get("requiredLabels") or []) | set(rule.required_labels if rule else ())
+
 
 def _rv(body: Mapping[str, Any]) -> int:
     try:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +21,7 @@ from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, ObjectRef
 from tenbin.kinds import BUILT_IN, Kinds
 from tenbin.scheduling import reasons as R
+from tenbin.scheduling.attestations import attested
 from tenbin.scheduling.scheduler import Scheduler
 from tenbin.scheduling.snapshot import Snapshot
 from tenbin.services.clock import SYSTEM, Clock
@@ -65,6 +67,7 @@ class World:
         self._scheduler: Scheduler | None = None
         self._alternatives_scheduler: Scheduler | None = None
         self._snapshot: Snapshot | None = None
+        self._labels_until = math.inf  # when the snapshot's attested residency labels next change
         self.snapshot_builds = 0  # a new number whenever the fleet as the core sees it changed
         self.seeded = False
 
@@ -100,9 +103,16 @@ class World:
             if st.deleting:  # a cluster being deleted takes no new work: the core sees it cordoned
                 update["spec"] = st.model.spec.model_copy(update={"cordoned": True})
             out.append(st.model.model_copy(update=update))
+        out, change = attested(out, self.policy, self.now())
+        self._labels_until = change.timestamp() if change is not None else math.inf
         return out
 
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.time(), UTC)
+
     def snapshot(self) -> Snapshot:
+        if self._snapshot is not None and self.clock.time() >= self._labels_until:
+            self._snapshot = None  # an attestation lapsed: the clusters' residency labels changed
         if self._snapshot is None:
             self._snapshot = Snapshot(self.cluster_models())
             self.snapshot_builds += 1
