@@ -298,6 +298,14 @@ class PlacementStatus(ApiModel):
     """Price of one GPU-hour in `currency` (the policy's base currency)."""
     currency: Currency | None = None
     """The currency of pricePerGPUHour: the policy's base currency."""
+    list_price_per_gpu_hour: Annotated[Price | None, Field(alias="listPricePerGPUHour")] = None
+    """The cluster's own price for the model, in `listCurrency`, as the GPUCluster states it."""
+    list_currency: Currency | None = None
+    """The currency the cluster prices in."""
+    exchange_rate: Annotated[float, Field(gt=0, le=1e9)] | None = None
+    """Units of the base currency for one of listCurrency used for pricePerGPUHour (1 when they are the same)."""
+    exchange_rates_as_of: Timestamp | None = None
+    """When the policy's exchange rates were set, as the policy says (exchangeRatesAsOf)."""
     score: Annotated[float, Field(ge=0, le=100)] | None = None
     """Its weighted score, 0 to 100, among the feasible candidates when placed (tenbin explain shows the breakdown)."""
     gpus: Annotated[StrictInt, Field(ge=0)] | None = None

@@ -223,7 +223,13 @@ class PlacementPolicySpec(ApiModel):
             json_schema_extra={"maxProperties": MAX_CURRENCIES, "x-kubernetes-validations": [_RATE_KEYS_RULE]},
         ),
     ]
-    """Units of baseCurrency for one unit of the key currency, e.g. {USD: 150.0}."""
+    """Units of baseCurrency for one unit of the key currency, e.g. {USD: 150.0}. A change re-prices every
+    candidate at once (and may move CostAware work, within its hysteresis); keep it current from a CronJob or
+    an operator of yours (docs/install.md, "Exchange rates over time")."""
+    exchange_rates_source: Text | None = None
+    """Where the rates come from (e.g. `MUFG TTM`, `ECB reference rates`); shown, never compared."""
+    exchange_rates_as_of: Timestamp | None = None
+    """When they were taken; recorded in each placement it prices (status.placement.exchangeRatesAsOf)."""
     weights: Weights = Field(default_factory=lambda: DEFAULT_WEIGHTS.model_copy())
     """Default score weights (a workload's placement.weights replaces them)."""
     classification_rules: Annotated[

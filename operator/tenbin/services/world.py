@@ -202,15 +202,29 @@ class World:
         return math.nan
 
     def placement_dict(self, cluster: str, model: str, gpus: int, score: float | None = None) -> dict[str, Any]:
+        """status.placement for (cluster, model). Every optional field is present, None when it does not apply:
+        status is written as a merge patch, so a field left out would keep the previous placement's value."""
         st = self.clusters.get(cluster)
         out: dict[str, Any] = {"cluster": cluster, "gpuModel": model, "gpus": gpus,
-                               "currency": self.scheduler().policy.base_currency}
+                               "currency": self.scheduler().policy.base_currency,
+                               **dict.fromkeys(("tier", "jurisdiction", "pricePerGPUHour", "score",
+                                                "listPricePerGPUHour", "listCurrency", "exchangeRate",
+                                                "exchangeRatesAsOf"))}
         if st is not None and st.model is not None:
             out["tier"] = str(st.model.spec.tier)
             out["jurisdiction"] = st.model.spec.jurisdiction
         price = self.price_base(cluster, model)
         if not math.isnan(price):
             out["pricePerGPUHour"] = round(price, 4)
+        offer = next((g for g in st.model.spec.gpus if g.model == model), None) \
+            if st is not None and st.model is not None else None
+        rate = self.scheduler().policy.rate(str(offer.currency)) if offer is not None else None
+        if offer is not None and rate is not None:  # the rate used, as the policy stated it then
+            out.update(listPricePerGPUHour=float(offer.price_per_gpu_hour), listCurrency=str(offer.currency),
+                       exchangeRate=rate)
+            as_of = self.policy.spec.exchange_rates_as_of if self.policy is not None else None
+            if as_of is not None and offer.currency != self.scheduler().policy.base_currency:
+                out["exchangeRatesAsOf"] = as_of.isoformat().replace("+00:00", "Z")
         if score is not None:
             out["score"] = round(score, 2)
         return out
