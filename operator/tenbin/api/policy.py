@@ -150,7 +150,13 @@ class WorkloadKindRule(ApiModel):
     kind: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Z][A-Za-z0-9]*$")]
     """The kind, as the template's `kind` names it (with apiVersion, unique in this list; a kind of another
     group may share a built-in kind's name, e.g. Volcano's `batch.volcano.sh/v1alpha1` Job)."""
-    pod_templates: Annotated[list[PodTemplateRef], Field(min_length=1, max_length=8)]
+    pod_templates: Annotated[
+        list[PodTemplateRef],
+        # keyed by path: server-side apply owns each entry (an atomic list with a defaulted field inside
+        # conflicts with another field manager that applies the same list)
+        Field(min_length=1, max_length=8, json_schema_extra=list_map("path")),
+        AfterValidator(lambda v: unique_by(v, "path")),
+    ]
     """Every pod template of the kind: a GPU the object's pods use that is in none of them is not counted."""
     phase: PhaseRule | None = None
     move_strategy: Literal["Checkpoint", "MakeBeforeBreak"] = "Checkpoint"
