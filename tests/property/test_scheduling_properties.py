@@ -24,6 +24,7 @@ NAMES = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 MODELS = ["H100-80GB", "H200-141GB", "A100-40GB", "L4-24GB"]
 TIERS = ["OnPrem", "SovereignCloud", "Hyperscaler"]
 JURS = ["JP", "US", "DE"]
+REGIONS = ["jp-tokyo", "jp-ishikari", "us-east-1"]
 RLABELS = ["ismap", "medical", "jp-operator"]
 CLASSES = ["Public", "Internal", "Confidential", "Restricted"]
 CURRENCIES = ["JPY", "JPY", "USD", "EUR"]  # EUR has no rate in some policies
@@ -55,6 +56,7 @@ def clusters(draw: st.DrawFn) -> list[GPUCluster]:
             residency_labels=draw(st.lists(st.sampled_from(RLABELS), unique=True, max_size=3)),
             cordoned=draw(st.booleans()) and draw(st.booleans()),
             **({"operatorJurisdiction": op} if (op := draw(st.sampled_from([None, *JURS]))) else {}),
+            **({"region": region} if (region := draw(st.sampled_from([None, *REGIONS]))) else {}),
             phase=draw(st.sampled_from([None, None, "Ready", "NotReady"])), inventory=inventory,
         )
         c = parse_object(doc)
@@ -73,8 +75,12 @@ def policies(draw: st.DrawFn) -> EffectivePolicy:
                       "allowedJurisdictions": draw(st.lists(st.sampled_from(JURS), unique=True, max_size=2)),
                       "requiredLabels": draw(st.lists(st.sampled_from(RLABELS), unique=True, max_size=1)),
                       "allowedOperatorJurisdictions": draw(st.lists(st.sampled_from(JURS), unique=True, max_size=1))})
-    weights = draw(st.sampled_from([None, {"price": 1}, {"availability": 1}, {"price": 0.3, "availability": 0.7}]))
-    p = parse_object(policy_doc(rates=rates, rules=rules, weights=weights))
+    weights = draw(st.sampled_from([None, {"price": 1}, {"availability": 1}, {"price": 0.3, "availability": 0.7},
+                                    {"latency": 1, "price": 0.5}]))
+    doc = policy_doc(rates=rates, rules=rules, weights=weights)
+    doc["spec"]["latencyMilliseconds"] = {a: {b: draw(st.sampled_from([0.0, 2.0, 18.0, 150.0]))
+                                              for b in REGIONS if b > a and draw(st.booleans())} for a in REGIONS}
+    p = parse_object(doc)
     assert isinstance(p, PlacementPolicy)
     return EffectivePolicy.from_api(p)
 
@@ -95,9 +101,11 @@ def workloads(draw: st.DrawFn, name: str = "w") -> AIWorkload:
         operator_jurisdictions=draw(st.lists(st.sampled_from(JURS), unique=True, max_size=1)),
         budget=draw(st.sampled_from([None, (400, "JPY"), (3.0, "USD"), (600, "JPY"), (2, "EUR")])),
         selector=selector,
-        weights=draw(st.sampled_from([None, None, {"price": 1}, {"availability": 2, "price": 1}])),
+        weights=draw(st.sampled_from([None, None, {"price": 1}, {"availability": 2, "price": 1},
+                                      {"latency": 1}, {"latency": 2, "price": 1}])),
     ))
     assert isinstance(w, AIWorkload)
+    w.spec.placement.served_from = draw(st.lists(st.sampled_from(REGIONS), unique=True, max_size=2))
     return w
 
 

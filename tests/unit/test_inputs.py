@@ -13,7 +13,7 @@ def test_builtin_rules_follow_the_contract() -> None:
     assert p.rules[DataClassification.CONFIDENTIAL].allowed_tiers == {Tier.ON_PREM, Tier.SOVEREIGN_CLOUD}
     for c in (DataClassification.INTERNAL, DataClassification.PUBLIC):
         assert not p.rules[c].allowed_tiers and not p.rules[c].allowed_jurisdictions
-    assert p.weights == {"price": 0.5, "availability": 0.5}
+    assert p.weights == {"price": 0.5, "availability": 0.5, "latency": 0.0}
 
 
 def test_a_policy_rule_replaces_only_its_classification() -> None:
@@ -36,6 +36,6 @@ def test_workload_request_from_api() -> None:
     assert r.key == "ns/x" and r.need == 12 and r.models == {"H100-80GB"}
     assert r.budget == (3.2, "USD")
     assert r.selector is None  # an empty selector selects everything
-    assert r.effective_weights(EffectivePolicy()) == {"price": 1.0, "availability": 0.0}
-    assert WorkloadRequest.from_api(workload()).effective_weights(EffectivePolicy()) == {"price": 0.5,
-                                                                                          "availability": 0.5}
+    assert r.effective_weights(EffectivePolicy()) == {"price": 1.0, "availability": 0.0, "latency": 0.0}
+    assert WorkloadRequest.from_api(workload()).effective_weights(EffectivePolicy()) == {
+        "price": 0.5, "availability": 0.5, "latency": 0.0}

@@ -220,6 +220,10 @@ class Placement(ApiModel):
     """Only GPUClusters whose metadata.labels match."""
     weights: Weights | None = None
     """When given, REPLACES the policy's weights; plugins left out weigh 0."""
+    served_from: Annotated[list[Text], Field(default_factory=list, max_length=MAX_MODELS, json_schema_extra=SET),
+                           NoDuplicates]
+    """Regions the workload's users or data are in (inference): the `latency` score prefers clusters whose
+    spec.region is close to them, by the PlacementPolicy's latencyMilliseconds (the mean over these)."""
 
 
 class Migration(ApiModel):
@@ -273,7 +277,7 @@ class AIWorkloadSpec(ApiModel):
     """Gang: replicas x gpu.count must fit in ONE cluster and ONE model."""
     residency: Residency = Field(default_factory=lambda: Residency.model_validate({}))
     budget: Budget | None = None
-    placement: Placement = Field(default_factory=lambda: Placement())
+    placement: Placement = Field(default_factory=lambda: Placement.model_validate({}))
     migration: Migration = Field(default_factory=lambda: Migration())
     template: EmbeddedResource
     """The object created in the chosen cluster, in the workload's namespace (e.g. a batch/v1 Job)."""

@@ -318,6 +318,9 @@ class Weights(ApiModel):
     """Cheaper (in the base currency) is better."""
     availability: Weight | None = None
     """More free GPUs of the candidate's model is better."""
+    latency: Weight | None = None
+    """Closer to where the workload is served from is better (AIWorkload placement.servedFrom, measured by the
+    PlacementPolicy's latencyMilliseconds between regions)."""
 
     def as_dict(self) -> dict[str, float]:
         return {name: float(getattr(self, name) or 0.0) for name in type(self).model_fields}

@@ -76,6 +76,7 @@ class ClassificationRule(ApiModel):
 
 
 ExchangeRate = Annotated[float, Field(gt=0, le=1e9, strict=True)]
+Milliseconds = Annotated[float, Field(ge=0, le=1e6, strict=True)]
 
 BUILT_IN_KINDS = (("v1", "Pod"), ("batch/v1", "Job"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
                   ("apps/v1", "ReplicaSet"), ("apps/v1", "DaemonSet"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
@@ -258,6 +259,13 @@ class PlacementPolicySpec(ApiModel):
     ]
     """Workload kinds beyond the built-in ones (Job, Deployment, StatefulSet, JobSet, PyTorchJob, RayJob,
     LeaderWorkerSet, ...): an AIWorkload template of any other kind is refused (`Valid=False`)."""
+    latency_milliseconds: Annotated[
+        dict[str, Annotated[dict[str, Milliseconds], Field(json_schema_extra={"maxProperties": 128})]],
+        Field(default_factory=dict, json_schema_extra={"maxProperties": 128}),
+    ]
+    """Round-trip latency between regions, {from: {to: ms}}, read both ways (jp-tokyo -> jp-ishikari is
+    ishikari -> tokyo too); a region's latency to itself is 0. Used by the `latency` score: a cluster whose
+    region has no entry for a servedFrom region scores 0 there."""
     attestations: Annotated[list[Attestation], Field(default_factory=list, max_length=MAX_ATTESTATIONS)]
     """Residency labels vouched for by the policy, with an expiry (see Attestation)."""
     attestation_warning_days: Annotated[StrictInt, Field(ge=0, le=365)] = 30

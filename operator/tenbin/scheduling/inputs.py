@@ -62,6 +62,8 @@ class EffectivePolicy:
     weights: Mapping[str, float] = field(default_factory=lambda: _weights(DEFAULT_WEIGHTS))
     rules: Mapping[DataClassification, ClassificationRule] = field(default_factory=lambda: BUILTIN_RULES)
     name: str | None = None
+    latencies: Mapping[tuple[str, str], float] = field(default_factory=lambda: MappingProxyType({}))
+    """Milliseconds between two regions, both ways."""
 
     @classmethod
     def from_api(cls, policy: PlacementPolicy | None) -> EffectivePolicy:
@@ -80,13 +82,22 @@ class EffectivePolicy:
                 builtin=False,
                 allowed_operator_jurisdictions=frozenset(r.allowed_operator_jurisdictions),
             )
+        latencies: dict[tuple[str, str], float] = {}
+        for a, row in spec.latency_milliseconds.items():
+            for b, ms in row.items():
+                latencies[(a, b)] = latencies[(b, a)] = float(ms)
         return cls(
+            latencies=MappingProxyType(latencies),
             base_currency=spec.base_currency,
             rates=MappingProxyType(rates),
             weights=_weights(spec.weights),
             rules=MappingProxyType(rules),
             name=policy.metadata.name,
         )
+
+    def latency(self, a: str, b: str) -> float | None:
+        """Milliseconds between regions a and b (0 within one region), or None when the policy does not say."""
+        return 0.0 if a == b else self.latencies.get((a, b))
 
     def rate(self, currency: str) -> float | None:
         """Units of the base currency for one unit of `currency`, or None when unknown."""
@@ -111,6 +122,7 @@ class WorkloadRequest:
     tiers: frozenset[Tier] = frozenset()
     required_labels: frozenset[str] = frozenset()
     operator_jurisdictions: frozenset[str] = frozenset()
+    served_from: frozenset[str] = frozenset()
     budget: tuple[float, str] | None = None
     """(maxPricePerGPUHour, currency)."""
     selector: LabelSelector | None = None
@@ -139,6 +151,7 @@ class WorkloadRequest:
             tiers=frozenset(s.residency.tiers),
             required_labels=frozenset(s.residency.required_labels),
             operator_jurisdictions=frozenset(s.residency.operator_jurisdictions),
+            served_from=frozenset(s.placement.served_from),
             budget=(s.budget.max_price_per_gpu_hour, s.budget.currency) if s.budget else None,
             selector=sel,
             weights=_weights(s.placement.weights) if s.placement.weights is not None else None,

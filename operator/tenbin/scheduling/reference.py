@@ -16,7 +16,7 @@ from tenbin.scheduling.inputs import EffectivePolicy, WorkloadRequest
 from tenbin.scheduling.reasons import Reason
 from tenbin.scheduling.snapshot import free_gpus
 
-SCORE_ORDER = ("price", "availability")
+SCORE_ORDER = ("price", "availability", "latency")
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,16 @@ def reference_place(
     if feasible:
         pmin = min(p for _, _, p, _ in feasible)
         fmax = max(f for _, _, _, f in feasible)
+        region = {c.metadata.name: c.spec.region or "" for c in clusters}
+
+        def mean_latency(cluster: str) -> float | None:
+            ms = [policy.latency(region[cluster], s) for s in sorted(req.served_from)]
+            if not ms:
+                return 0.0
+            return None if any(m is None for m in ms) else sum(m or 0.0 for m in ms) / len(ms)
+
+        lat = {name: mean_latency(name) for name, _, _, _ in feasible}
+        lmin = min((v for v in lat.values() if v is not None), default=0.0)
         for name, model, price, free in feasible:
             acc, wsum = 0.0, 0.0
             for plugin in SCORE_ORDER:
@@ -111,6 +121,9 @@ def reference_place(
                     continue
                 if plugin == "price":
                     s = 100.0 * (pmin / price) if price > 0 else 100.0  # as PriceScore: <= 100 exactly
+                elif plugin == "latency":
+                    v = lat[name]
+                    s = 100.0 if not req.served_from else 0.0 if v is None else min(100.0, (lmin + 10) / (v + 10) * 100)
                 else:
                     s = 100.0 * float(free) / float(fmax)
                 acc = acc + w * s

@@ -41,7 +41,7 @@ from tenbin.scheduling.plugins import default_registry
 from tenbin.scheduling.snapshot import FloatArray, IntArray, Snapshot
 
 DEFAULT_FILTERS = ("health", "selector", "residency", "model", "capacity", "budget")
-DEFAULT_SCORES = ("price", "availability")
+DEFAULT_SCORES = ("price", "availability", "latency")
 DEFAULT_PROFILE = Profile.of(DEFAULT_FILTERS, DEFAULT_SCORES)
 TOP_K = 3
 

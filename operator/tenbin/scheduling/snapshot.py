@@ -46,6 +46,7 @@ class ClusterInfo:
     residency_labels: frozenset[str]
     phase: str
     cordoned: bool
+    region: str = ""
 
 
 def free_gpus(cluster: GPUCluster) -> dict[str, int]:
@@ -104,6 +105,7 @@ class Snapshot:
                 residency_labels=frozenset(c.spec.residency_labels),
                 phase=(c.status.phase.value if c.status is not None and c.status.phase is not None else ""),
                 cordoned=c.spec.cordoned,
+                region=c.spec.region or "",
             )
             for c in ordered
         )
