@@ -409,8 +409,8 @@ class DependencyCopier:
         status = latest.get("status") or {}
         if gw is not None and not gw.copies_dependencies:
             state, reason = ConditionStatus.UNKNOWN, Reason.DEPENDENCIES_NOT_COPIED
-            text = (f"{report.cluster} is reached through Karmada: Tenbin does not copy the ConfigMaps, Secrets, "
-                    "ServiceAccounts and PriorityClasses the pod templates reference there; the member must have them")
+            text = (f"{report.cluster}'s gateway does not copy the ConfigMaps, Secrets, ServiceAccounts and "
+                    "PriorityClasses the pod templates reference; the member must have them")
         elif report.problems:
             state, reason, text = ConditionStatus.FALSE, Reason.DEPENDENCY_MISSING, report.message()
         else:
