@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from test_races import deliver
 from world import CONFIG, FakeClock
 
 from tenbin.clusters.memory import MemoryHub, MemoryMember, Node
@@ -49,16 +50,7 @@ class Fleet:
         await self.rounds(2)
 
     async def deliver(self) -> None:
-        while self.hub.watch:
-            ev = self.hub.watch.pop(0)
-            if ev.kind == "AIWorkload":
-                key = self.ctl.observe_workload(ev.body, deleted=ev.type == "DELETED")
-                if ev.type != "DELETED":
-                    await self.ctl.reconcile(key)
-            elif ev.kind == "GPUCluster":
-                self.ctl.observe_cluster(ev.body, deleted=ev.type == "DELETED")
-            elif ev.kind == "PlacementPolicy":
-                self.ctl.observe_policy(ev.body, deleted=ev.type == "DELETED")
+        await deliver(self.hub, self.ctl)
 
     async def rounds(self, n: int, step: float = CONFIG.resync_seconds) -> None:
         for _ in range(n):

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from helpers import cluster, policy_doc
 from tenbin.api import PlacementPolicy, parse_object
 from tenbin.scheduling.attestations import attested, lapsing
@@ -67,9 +69,6 @@ def test_lapsing_is_the_warning_window() -> None:
 def test_an_attestation_must_cover_something() -> None:
     doc = policy_doc()
     doc["spec"]["attestations"] = [ismap(NOW)]
-    try:
+    with pytest.raises(ValueError) as e:
         parse_object(doc)
-    except ValueError as e:
-        assert "spec.attestations[0]" in str(e) and "clusters" in str(e)
-    else:
-        raise AssertionError("an attestation covering nothing was accepted")
+    assert "spec.attestations[0]" in str(e.value) and "clusters" in str(e.value)

@@ -378,16 +378,20 @@ def say_if_pruned(w: World, body: Mapping[str, Any], cluster: str, stored: Mappi
 def _refused_before(status: Mapping[str, Any], generation: int) -> bool:
     """Refused, and the checks pass now: Valid=False for an older generation (the spec changed since), or
     refused by Tenbin's own checks (which just passed: the policy changed, e.g. it declares the kind now)."""
-    return any(c.get("type") == WorkloadCondition.VALID and c.get("status") == ConditionStatus.FALSE
-               and (c.get("observedGeneration") != generation or c.get("reason") == Reason.INVALID_SPEC)
-               for c in status.get("conditions") or [])
+    return any(c.get("observedGeneration") != generation or c.get("reason") == Reason.INVALID_SPEC
+               for c in _refusals(status))
 
 
 def refused_for_this_spec(status: Mapping[str, Any]) -> bool:
     """Never placed because Tenbin's checks refused the spec (`Valid=False`, InvalidSpec)."""
     return not (status.get("placement") or {}).get("cluster") and any(
-        c.get("type") == WorkloadCondition.VALID and c.get("status") == ConditionStatus.FALSE
-        and c.get("reason") == Reason.INVALID_SPEC for c in status.get("conditions") or [])
+        c.get("reason") == Reason.INVALID_SPEC for c in _refusals(status))
+
+
+def _refusals(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The `Valid=False` conditions of a status."""
+    return [c for c in status.get("conditions") or []
+            if c.get("type") == WorkloadCondition.VALID and c.get("status") == ConditionStatus.FALSE]
 
 def _member_message(e: GatewayError) -> str:
     """The member's own words for a refusal (its Status message names the field), bounded: the values it

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, PlacementPolicy
+from tenbin.api import AIWorkload, GPUCluster, GPUClusterStatus, GPUOffering, PlacementPolicy
 from tenbin.clusters.gateway import ClusterGateway, GatewayError, ObjectRef
 from tenbin.kinds import BUILT_IN, Kinds
 from tenbin.scheduling import reasons as R
@@ -191,15 +191,17 @@ class World:
         reserved = self.ledger.reserved_for(wl.spec.gpu.count, tolerations_of(body))
         return self.scheduler().place(wl, self.snapshot(), reserved=reserved).reason
 
-    def price_base(self, cluster: str, model: str) -> float:
+    def _offer(self, cluster: str, model: str) -> GPUOffering | None:
+        """The GPUCluster's offering of `model`, as its spec states it."""
         st = self.clusters.get(cluster)
         if st is None or st.model is None:
-            return math.nan
-        for g in st.model.spec.gpus:
-            if g.model == model:
-                v = self.scheduler().policy.to_base(float(g.price_per_gpu_hour), str(g.currency))
-                return math.nan if v is None else float(v)
-        return math.nan
+            return None
+        return next((g for g in st.model.spec.gpus if g.model == model), None)
+
+    def price_base(self, cluster: str, model: str) -> float:
+        g = self._offer(cluster, model)
+        v = self.scheduler().policy.to_base(float(g.price_per_gpu_hour), str(g.currency)) if g is not None else None
+        return math.nan if v is None else float(v)
 
     def placement_dict(self, cluster: str, model: str, gpus: int, score: float | None = None) -> dict[str, Any]:
         """status.placement for (cluster, model). Every optional field is present, None when it does not apply:
@@ -216,8 +218,7 @@ class World:
         price = self.price_base(cluster, model)
         if not math.isnan(price):
             out["pricePerGPUHour"] = round(price, 4)
-        offer = next((g for g in st.model.spec.gpus if g.model == model), None) \
-            if st is not None and st.model is not None else None
+        offer = self._offer(cluster, model)
         rate = self.scheduler().policy.rate(str(offer.currency)) if offer is not None else None
         if offer is not None and rate is not None:  # the rate used, as the policy stated it then
             out.update(listPricePerGPUHour=float(offer.price_per_gpu_hour), listCurrency=str(offer.currency),
